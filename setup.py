@@ -1,0 +1,36 @@
+"""mgpt_jax: MotionGPT (human motion as a foreign language) on JAX/Flax, T5X and seqio."""
+from setuptools import find_packages, setup
+
+setup(
+    name="mgpt_jax",
+    version="0.1.0",
+    description="MotionGPT rebuilt as a JAX/TPU-scale training system",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mgpt_jax", "mgpt_jax.*", "tasks", "tasks.*"]),
+    package_data={"": ["*.gin", "*.json"]},
+    install_requires=[
+        "jax>=0.6,<0.11",
+        "flax>=0.10,<0.13",
+        "optax>=0.2.4,<0.3",
+        "orbax-checkpoint>=0.11,<0.13",
+        "seqio>=0.0.19",
+        "tensorflow-cpu>=2.16,<2.22",
+        "tensorflow-datasets>=4.9.6,<4.10",
+        "gin-config>=0.5,<0.6",
+        "sentencepiece>=0.2,<0.3",
+        "clu>=0.0.12",
+        "numpy>=1.26,<3",
+        "scipy>=1.11,<2",
+        "matplotlib>=3.8,<4",
+        "tqdm>=4.66,<5",
+    ],
+    extras_require={
+        # torch 2.13.0 is pinned so pip takes the local CPU build and never a CUDA one.
+        "test": ["pytest>=8", "transformers>=4.46,<6", "safetensors>=0.4", "torch==2.13.0"],
+        # t5x is not on PyPI: pip install "t5x @ git+https://github.com/google-research/t5x"
+        "t5x": [],
+    },
+    entry_points={"console_scripts": ["mgpt=mgpt_jax.cli:main"]},
+)
