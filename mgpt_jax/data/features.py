@@ -84,7 +84,8 @@ def forward_kinematics(local_quats: np.ndarray, root_pos: np.ndarray, skeleton: 
   return joints
 
 
-def _facing(joints: np.ndarray, skeleton: Skeleton, *, for_ik: bool) -> np.ndarray:
+def facing_direction(joints: np.ndarray, skeleton: Skeleton, *,
+                     for_ik: bool = False) -> np.ndarray:
   """Unit horizontal facing direction of each frame of joints (..., J, 3).
 
   The reference unpacks the face joints in a different order inside its
@@ -109,7 +110,7 @@ def inverse_kinematics(joints: np.ndarray, skeleton: Skeleton, *,
   The root rotation turns the (optionally smoothed) facing to +Z; frame 0's is
   the identity, as in the reference.
   """
-  forward = _facing(joints, skeleton, for_ik=True)
+  forward = facing_direction(joints, skeleton, for_ik=True)
   if smooth_forward:
     forward = gaussian_filter1d(forward, FACING_SMOOTHING_SIGMA, axis=0, mode="nearest")
   forward = forward / np.linalg.norm(forward, axis=-1, keepdims=True)
@@ -164,7 +165,7 @@ def joints_to_features(joints, skeleton: Skeleton, *, official: bool = False) ->
   positions = retarget_to_uniform_skeleton(joints, skeleton)
   positions[..., 1] -= positions[..., 1].min()
   positions -= positions[0, 0] * np.array([1.0, 0.0, 1.0])
-  turn = quat.qbetween(_facing(positions[0], skeleton, for_ik=False), _FORWARD)
+  turn = quat.qbetween(facing_direction(positions[0], skeleton, for_ik=False), _FORWARD)
   positions = quat.qrot(np.broadcast_to(turn, positions.shape[:-1] + (4,)), positions)
 
   displacement = ((positions[1:] - positions[:-1])**2).sum(-1)

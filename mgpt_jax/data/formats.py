@@ -102,8 +102,8 @@ def parse_caption_line(line: str, path="<string>", lineno: int = 1) -> Caption:
   return Caption(text, token_list, start_s, end_s)
 
 
-def read_captions(path) -> list[Caption]:
-  """All caption lines of one texts/<id>.txt file."""
+def caption_lines(path) -> list[str]:
+  """The lines of a texts/<id>.txt file (trailing blank lines dropped); checks UTF-8."""
   try:
     with open(path, "rb") as f:
       raw = f.read()
@@ -118,7 +118,12 @@ def read_captions(path) -> list[Caption]:
   lines = text.rstrip().splitlines()
   if not lines:
     raise MotionDataError(path, "caption file is empty")
-  return [parse_caption_line(line, path, i + 1) for i, line in enumerate(lines)]
+  return lines
+
+
+def read_captions(path) -> list[Caption]:
+  """All caption lines of one texts/<id>.txt file; the first bad line raises."""
+  return [parse_caption_line(line, path, i + 1) for i, line in enumerate(caption_lines(path))]
 
 
 # --------------------------------------------------------------------------- arrays

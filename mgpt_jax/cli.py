@@ -1,0 +1,127 @@
+"""The `mgpt` command. Thin: it parses arguments and calls into the rooms."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+from mgpt_jax.data.formats import MotionDataError
+
+DATASETS = ("humanml3d", "kit")
+
+
+def _progress(description: str):
+  return lambda items: tqdm(items, desc=description, unit="clip", file=sys.stderr)
+
+
+def cmd_synth(args) -> int:
+  from mgpt_jax.data.synthetic import write_dataset  # pylint: disable=g-import-not-at-top
+  report = write_dataset(args.out, args.num_motions, args.seed, dataset=args.dataset,
+                         workers=args.workers)
+  print(f"wrote {report.num_motions} {report.dataset} motions ({report.num_frames} frames) to "
+        f"{report.out_dir} in {report.seconds:.1f} s")
+  return 0
+
+
+def cmd_validate(args) -> int:
+  from mgpt_jax.data import validate  # pylint: disable=g-import-not-at-top
+  report = validate.validate_dataset(args.dir, args.dataset, progress=_progress("validate"))
+  print(validate.format_report(report))
+  return 0 if report.ok else 1
+
+
+def cmd_to_features(args) -> int:
+  from mgpt_jax.data import convert  # pylint: disable=g-import-not-at-top
+  features = convert.joints_file_to_features(args.joints, args.out, args.dataset,
+                                             official=args.official,
+                                             reference_joints=args.reference_joints)
+  print(f"wrote features {features.shape} to {args.out}")
+  return 0
+
+
+def cmd_to_joints(args) -> int:
+  from mgpt_jax.data import convert  # pylint: disable=g-import-not-at-top
+  joints = convert.features_file_to_joints(args.features, args.out, args.dataset,
+                                           stats_dir=args.stats, stats_kind=args.stats_kind)
+  print(f"wrote joints {joints.shape} to {args.out}")
+  return 0
+
+
+def cmd_build_tfds(args) -> int:
+  from mgpt_jax.data import tfds_builder  # pylint: disable=g-import-not-at-top
+  builder = tfds_builder.build(args.dir, dataset=args.config, tfds_data_dir=args.out)
+  for split, info in builder.info.splits.items():
+    print(f"{split}: {info.num_examples} examples")
+  print(f"tfds dataset written to {builder.data_dir}")
+  return 0
+
+
+def cmd_quickstart(args) -> int:
+  from mgpt_jax import quickstart  # pylint: disable=g-import-not-at-top
+  return quickstart.run(args.out, num_motions=args.num_motions, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="mgpt", description="MotionGPT on JAX: data, training, "
+                                   "inference and evaluation.")
+  commands = parser.add_subparsers(dest="command", required=True)
+
+  data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command",
+                                                                          required=True)
+  p = data.add_parser("synth", help="write the procedural synthetic dataset")
+  p.add_argument("out")
+  p.add_argument("--num-motions", type=int, default=2000)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--dataset", choices=DATASETS, default="humanml3d")
+  p.add_argument("--workers", type=int, default=None)
+  p.set_defaults(func=cmd_synth)
+
+  p = data.add_parser("validate", help="check a dataset directory; exit 1 on any error")
+  p.add_argument("dir")
+  p.add_argument("--dataset", default=None, help="humanml3d or kit (default: from feature width)")
+  p.set_defaults(func=cmd_validate)
+
+  p = data.add_parser("to-features", help="joints (T, J, 3) .npy -> features (T-1, D) .npy")
+  p.add_argument("joints")
+  p.add_argument("out")
+  p.add_argument("--dataset", default=None, help="humanml3d or kit (default: from joint count)")
+  p.add_argument("--official", action="store_true",
+                 help="reproduce the reference's yaw-velocity sign error")
+  p.add_argument("--reference-joints", default=None,
+                 help="a new_joints clip whose bone lengths define the uniform skeleton")
+  p.set_defaults(func=cmd_to_features)
+
+  p = data.add_parser("to-joints", help="features (T, D) .npy -> joints (T, J, 3) .npy")
+  p.add_argument("features")
+  p.add_argument("out")
+  p.add_argument("--dataset", default=None, help="humanml3d or kit (default: from feature width)")
+  p.add_argument("--stats", default=None, help="directory of stats: input is normalised")
+  p.add_argument("--stats-kind", default="dataset", choices=("dataset", "meta", "eval"))
+  p.set_defaults(func=cmd_to_joints)
+
+  p = data.add_parser("build-tfds", help="build the tensorflow-datasets dataset of a directory")
+  p.add_argument("dir")
+  p.add_argument("--config", default="synthetic", choices=("synthetic", "humanml3d", "kit_ml"))
+  p.add_argument("--out", required=True, help="tfds data_dir")
+  p.set_defaults(func=cmd_build_tfds)
+
+  p = commands.add_parser("quickstart", help="the main job on the embedded synthetic default")
+  p.add_argument("--out", default="mgpt_quickstart")
+  p.add_argument("--num-motions", type=int, default=400)
+  p.add_argument("--seed", type=int, default=0)
+  p.set_defaults(func=cmd_quickstart)
+  return parser
+
+
+def main(argv=None) -> int:
+  args = build_parser().parse_args(argv)
+  try:
+    return args.func(args)
+  except MotionDataError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())
