@@ -18,6 +18,8 @@ setup(
         "seqio>=0.0.19",
         "tensorflow-cpu>=2.16,<2.22",
         "tensorflow-datasets>=4.9.6,<4.10",
+        # tfds imports it at build time but declares it only for Python < 3.9.
+        "importlib_resources>=5",
         "gin-config>=0.5,<0.6",
         "sentencepiece>=0.2,<0.3",
         "clu>=0.0.12",

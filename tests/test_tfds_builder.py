@@ -107,13 +107,16 @@ def test_motion_values_equal_npy(built):
   assert ex["tokens"][1].decode() == "someone/PRON move/VERB"
 
 
-def test_empty_split_names_directory(tmp_path):
+def test_empty_split_names_directory(tmp_path, caplog):
   root = tmp_path / "bad"
   _write_root(root)
   (root / "val.txt").write_text(CORRUPT_ID + "\n")
   with pytest.raises(formats.MotionDataError, match=r"'val'.*no valid entries") as info:
     tfds_builder.build(root, "humanml3d", tfds_data_dir=tmp_path / "tfds")
-  assert str(root) in str(info.value)
+  assert str(root) in str(info.value) and f"{CORRUPT_ID}.npy" in str(info.value)
+  # The skipped clip of the (still valid) train split is reported with its reason.
+  train_log = [r.getMessage() for r in caplog.records if "split 'train'" in r.getMessage()]
+  assert len(train_log) == 1 and "1 skipped" in train_log[0] and "corrupt" in train_log[0]
 
 
 def test_reimport_is_harmless():

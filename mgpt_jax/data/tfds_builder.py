@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-import sys
 
 from absl import logging
 import numpy as np
@@ -21,18 +20,6 @@ import tensorflow_datasets as tfds
 
 from mgpt_jax.data import formats
 from mgpt_jax.data.skeletons import get_skeleton
-
-try:
-  import importlib_resources  # pylint: disable=unused-import
-except ImportError:
-  # tfds 4.9.x imports the backport in DatasetBuilder.code_path (reached by
-  # download_and_prepare) but only requires it for Python < 3.9, so it is often
-  # missing; the standard library module has the one name it uses (abc.Traversable).
-  try:
-    import importlib.resources.abc
-    sys.modules.setdefault("importlib_resources", importlib.resources)
-  except ImportError:  # Python 3.10: install importlib_resources
-    pass
 
 _NAME = "motion_text"
 # tfds split name -> split file stem of the released datasets.
