@@ -23,6 +23,8 @@ setup(
         "gin-config>=0.5,<0.6",
         "sentencepiece>=0.2,<0.3",
         "clu>=0.0.12",
+        "tensorboard>=2.16",  # clu's summary writer needs it; tensorflow-cpu no longer pulls it in
+        "absl-py>=1.4",
         "numpy>=1.26,<3",
         "scipy>=1.11,<2",
         "matplotlib>=3.8,<4",

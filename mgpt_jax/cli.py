@@ -57,6 +57,20 @@ def cmd_build_tfds(args) -> int:
   return 0
 
 
+def cmd_tokenize_dataset(args) -> int:
+  from mgpt_jax.inference.tokenize_dataset import tokenize_dataset  # pylint: disable=g-import-not-at-top
+  report = tokenize_dataset(args.model_dir, args.data, args.out, splits=args.splits.split(","))
+  print(report.summary())
+  for skip in report.skipped:
+    print(f"  skipped {skip}")
+  return 0
+
+
+def cmd_train(args) -> int:
+  from mgpt_jax import train  # pylint: disable=g-import-not-at-top
+  return train.main(args.flags)
+
+
 def cmd_quickstart(args) -> int:
   from mgpt_jax import quickstart  # pylint: disable=g-import-not-at-top
   return quickstart.run(args.out, num_motions=args.num_motions, seed=args.seed)
@@ -105,6 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--config", default="synthetic", choices=("synthetic", "humanml3d", "kit_ml"))
   p.add_argument("--out", required=True, help="tfds data_dir")
   p.set_defaults(func=cmd_build_tfds)
+
+  p = commands.add_parser("tokenize-dataset", help="write TOKENS/<id>.npy with a stage-1 model")
+  p.add_argument("--model-dir", required=True, help="a stage-1 run directory")
+  p.add_argument("--data", required=True, help="dataset root in the HumanML3D/KIT layout")
+  p.add_argument("--out", default=None, help="default: DATA/TOKENS")
+  p.add_argument("--splits", default="train,val,test")
+  p.set_defaults(func=cmd_tokenize_dataset)
+
+  p = commands.add_parser("train", help="the built-in runner: --gin_file=F --gin.NAME=VALUE ...")
+  p.add_argument("flags", nargs=argparse.REMAINDER)
+  p.set_defaults(func=cmd_train)
 
   p = commands.add_parser("quickstart", help="the main job on the embedded synthetic default")
   p.add_argument("--out", default="mgpt_quickstart")

@@ -1,0 +1,1 @@
+"""Evaluation: metrics as small plug-ins, evaluators, protocol."""

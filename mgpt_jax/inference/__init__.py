@@ -1,0 +1,1 @@
+"""Inference: trained systems loaded for use (tokenizer export, bundles, the MotionGPT API)."""

@@ -1,0 +1,1 @@
+"""Stage 1: the motion tokenizer (VQ-VAE). Imports only jax, flax and numpy."""

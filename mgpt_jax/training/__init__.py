@@ -1,0 +1,1 @@
+"""Training: runner (gin entry point), partitioning, train state and optimizer, checkpoints."""

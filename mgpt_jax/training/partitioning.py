@@ -1,0 +1,95 @@
+"""Device mesh and logical-axis partitioning (jax.jit + NamedSharding).
+
+Parameters and activations carry logical axis names (T5X's: batch, embed, mlp,
+heads, kv, joined_kv, vocab, length; the tokenizer's conv_window, conv_in,
+conv_out); a rule set maps them onto the mesh axes `data` and `model`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+from jax.experimental import mesh_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import numpy as np
+
+# Data parallel (+ tensor parallel over `model`): parameters are replicated along `data`.
+DATA_PARALLEL_RULES = (
+    ("batch", "data"),
+    ("vocab", "model"), ("mlp", "model"), ("heads", "model"), ("joined_kv", "model"),
+    ("kv", None), ("embed", None), ("length", None),
+    ("conv_window", None), ("conv_in", None), ("conv_out", "model"),
+)
+# FSDP: parameters (and optimizer state) are also split along `data`, gathered per use.
+FSDP_RULES = (("embed", "data"), ("conv_in", "data")) + tuple(
+    rule for rule in DATA_PARALLEL_RULES if rule[0] not in ("embed", "conv_in"))
+RULE_SETS = {"data_parallel": DATA_PARALLEL_RULES, "fsdp": FSDP_RULES}
+
+
+def create_mesh(mesh_shape: Sequence[int] = (-1, 1),
+                axis_names: Sequence[str] = ("data", "model")) -> Mesh:
+  """A mesh over all devices of all hosts; one -1 entry takes the devices left over."""
+  shape = list(mesh_shape)
+  devices = jax.devices()
+  known = math.prod(s for s in shape if s != -1)
+  if shape.count(-1) > 1 or len(devices) % known:
+    raise ValueError(f"mesh shape {tuple(mesh_shape)} does not fit {len(devices)} devices")
+  shape = [len(devices) // known if s == -1 else s for s in shape]
+  if math.prod(shape) != len(devices):
+    raise ValueError(f"mesh shape {tuple(shape)} needs {math.prod(shape)} devices, "
+                     f"there are {len(devices)}")
+  return Mesh(mesh_utils.create_device_mesh(shape, devices), tuple(axis_names))
+
+
+@dataclasses.dataclass
+class Partitioner:
+  """The mesh and the rules; turns logical axis names into shardings."""
+  mesh_shape: Sequence[int] = (-1, 1)
+  rules: str | Sequence[tuple[str, str | None]] = "data_parallel"
+  axis_names: Sequence[str] = ("data", "model")
+
+  @functools.cached_property
+  def mesh(self) -> Mesh:
+    return create_mesh(self.mesh_shape, self.axis_names)
+
+  @property
+  def logical_rules(self):
+    return RULE_SETS[self.rules] if isinstance(self.rules, str) else tuple(self.rules)
+
+  @property
+  def replicated(self) -> NamedSharding:
+    return NamedSharding(self.mesh, P())
+
+  def sharding(self, logical_axes, shape) -> NamedSharding:
+    """Sharding of one array; a dimension the mesh axis does not divide stays whole."""
+    if logical_axes is None:
+      return self.replicated
+    spec = nn.logical_to_mesh_axes(tuple(logical_axes), self.logical_rules)
+    axes = []
+    for dim, mesh_axis in zip(shape, spec):
+      names = (mesh_axis,) if isinstance(mesh_axis, str) else (mesh_axis or ())
+      size = math.prod(self.mesh.shape[n] for n in names)
+      axes.append(mesh_axis if size > 1 and dim % size == 0 else None)
+    return NamedSharding(self.mesh, P(*axes))
+
+  def shardings(self, logical_tree, shape_tree):
+    """Shardings of a tree of arrays from a same-structured tree of axis-name tuples."""
+    return jax.tree.map(lambda axes, x: self.sharding(axes, x.shape), logical_tree, shape_tree,
+                        is_leaf=lambda x: x is None or isinstance(x, (tuple, P)))
+
+  def data_sharding(self, ndim: int) -> NamedSharding:
+    """Leading (batch) dimension split over `data`."""
+    return NamedSharding(self.mesh, P("data", *([None] * (ndim - 1))))
+
+  def global_batch(self, local_batch: dict) -> dict:
+    """A global jax.Array per entry from this process's rows of the batch."""
+    return {k: jax.make_array_from_process_local_data(self.data_sharding(np.ndim(v)), np.asarray(v))
+            for k, v in local_batch.items()}
+
+  def activation_rules(self):
+    """Context for `nn.with_logical_constraint` inside models."""
+    return nn.logical_axis_rules(self.logical_rules)
