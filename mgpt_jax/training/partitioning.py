@@ -6,6 +6,7 @@ conv_out); a rule set maps them onto the mesh axes `data` and `model`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -32,16 +33,18 @@ RULE_SETS = {"data_parallel": DATA_PARALLEL_RULES, "fsdp": FSDP_RULES}
 
 def create_mesh(mesh_shape: Sequence[int] = (-1, 1),
                 axis_names: Sequence[str] = ("data", "model")) -> Mesh:
-  """A mesh over all devices of all hosts; one -1 entry takes the devices left over."""
+  """A mesh over the devices of all hosts.
+
+  One -1 entry takes all devices left over; a shape without -1 uses the first
+  prod(shape) devices (e.g. (1, 1) for a one-device reference run).
+  """
   shape = list(mesh_shape)
   devices = jax.devices()
   known = math.prod(s for s in shape if s != -1)
-  if shape.count(-1) > 1 or len(devices) % known:
+  if shape.count(-1) > 1 or (-1 in shape and len(devices) % known) or known > len(devices):
     raise ValueError(f"mesh shape {tuple(mesh_shape)} does not fit {len(devices)} devices")
   shape = [len(devices) // known if s == -1 else s for s in shape]
-  if math.prod(shape) != len(devices):
-    raise ValueError(f"mesh shape {tuple(shape)} needs {math.prod(shape)} devices, "
-                     f"there are {len(devices)}")
+  devices = devices[:math.prod(shape)]
   return Mesh(mesh_utils.create_device_mesh(shape, devices), tuple(axis_names))
 
 
@@ -90,6 +93,8 @@ class Partitioner:
     return {k: jax.make_array_from_process_local_data(self.data_sharding(np.ndim(v)), np.asarray(v))
             for k, v in local_batch.items()}
 
-  def activation_rules(self):
-    """Context for `nn.with_logical_constraint` inside models."""
-    return nn.logical_axis_rules(self.logical_rules)
+  @contextlib.contextmanager
+  def context(self):
+    """The mesh and rules that `nn.with_logical_constraint` inside models resolves against."""
+    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.logical_rules):
+      yield

@@ -53,7 +53,7 @@ def train(*, model, train_data, optimizer: optax.GradientTransformation,
           seed: int = 0, checkpoint_every: int = 1000, keep_checkpoints: int = 3,
           log_every: int = 50, eval_every: int = 0,
           evaluator: Callable[[Any, dict, int], dict] | None = None,
-          progress: bool = True) -> tuple[TrainState, dict[str, Any]]:
+          eval_at_start: bool = False, progress: bool = True) -> tuple[TrainState, dict[str, Any]]:
   """Trains `model` to `num_steps`, resuming from the latest checkpoint in model_dir.
 
   Returns the final state and a summary: the logged train metrics per step and
@@ -82,6 +82,8 @@ def train(*, model, train_data, optimizer: optax.GradientTransformation,
       writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
       summary["eval"][step] = results
 
+  if eval_at_start and start == 0:
+    evaluate(0)
   history, tick = [], time.time()
   bar = tqdm(total=num_steps, initial=start, desc="train", unit="step", file=sys.stderr,
              disable=not progress or jax.process_index() > 0)

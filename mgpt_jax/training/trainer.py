@@ -87,7 +87,7 @@ class Trainer:
                         self.abstract_state, self.state_shardings)
 
   def init_state(self) -> TrainState:
-    with self.partitioner.mesh, self.partitioner.activation_rules():
+    with self.partitioner.context():
       return self._init_jit()
 
   # ------------------------------------------------------------------ step
@@ -101,10 +101,10 @@ class Trainer:
     (_, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
     return TrainState(state.step + 1, params, opt_state, {**state.model_state, **model_state}), \
         metrics
 
   def train_step(self, state: TrainState, batch) -> tuple[TrainState, dict]:
-    with self.partitioner.mesh, self.partitioner.activation_rules():
+    with self.partitioner.context():
       return self._step_jit(state, batch)
