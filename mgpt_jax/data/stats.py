@@ -58,10 +58,14 @@ class Normalizer:
 
   @classmethod
   def from_dir(cls, directory, kind: str = "dataset", dim: int | None = None) -> "Normalizer":
-    """Loads a stats pair by kind: 'dataset' (Mean/Std.npy), 'meta' or 'eval'."""
+    """Loads a stats pair by kind: 'dataset' (Mean/Std.npy), 'meta' or 'eval' (also looked
+    for in directory/meta/)."""
     if kind not in STATS_FILES:
       raise ValueError(f"unknown stats kind {kind!r}: expected one of {sorted(STATS_FILES)}")
     mean_name, std_name = STATS_FILES[kind]
+    if kind != "dataset" and not os.path.exists(os.path.join(directory, mean_name)):
+      # MotionGPT's assets and our synthetic sets keep these in a meta/ folder.
+      directory = os.path.join(directory, "meta")
     return cls.from_files(os.path.join(directory, mean_name), os.path.join(directory, std_name), dim)
 
   def save(self, directory, kind: str = "dataset") -> None:

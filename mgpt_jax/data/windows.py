@@ -18,9 +18,11 @@ from mgpt_jax.data.stats import Normalizer
 class WindowBatches:
 
   def __init__(self, data_dir: str, batch_size: int, window: int = 64, split: str = "train",
-               dataset: str = "humanml3d", stats_kind: str = "dataset", seed: int = 0):
+               dataset: str = "humanml3d", stats_kind: str = "dataset",
+               stats_dir: str | None = None, seed: int = 0):
     self.data = formats.MotionDataset(data_dir, dataset)
-    self.normalizer = Normalizer.from_dir(data_dir, stats_kind, self.data.skeleton.feature_dim)
+    self.normalizer = Normalizer.from_dir(stats_dir or data_dir, stats_kind,
+                                          self.data.skeleton.feature_dim)
     self.stats_kind = stats_kind
     self.batch_size, self.window, self.seed = batch_size, window, seed
     self.motions, self.skipped = [], []
@@ -55,7 +57,8 @@ class WindowBatches:
                                 for i in rows])}
 
   def save_assets(self, directory: str) -> None:
-    """The stats the model was trained with, so tokens can be made the same way later."""
+    """The stats the model was trained with (as Mean/Std.npy, whatever their kind), so
+    tokens can be made the same way later."""
     self.normalizer.save(directory, "dataset")
     atomic_io.write_text(os.path.join(directory, "data.txt"),
                          f"dataset={self.data.skeleton.name}\nstats_kind={self.stats_kind}\n"

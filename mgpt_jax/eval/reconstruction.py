@@ -27,10 +27,11 @@ UNIT_TO_MM = {"humanml3d": 1000.0, "kit": 1.0}
 class ReconstructionEvaluator:
 
   def __init__(self, data_dir: str, split: str = "val", dataset: str = "humanml3d",
-               stats_kind: str = "dataset", frames_per_token: int = 4, max_clips: int | None = None,
-               batch_size: int = 32):
+               stats_kind: str = "dataset", stats_dir: str | None = None,
+               frames_per_token: int = 4, max_clips: int | None = None, batch_size: int = 32):
     data = formats.MotionDataset(data_dir, dataset)
-    self.normalizer = Normalizer.from_dir(data_dir, stats_kind, data.skeleton.feature_dim)
+    self.normalizer = Normalizer.from_dir(stats_dir or data_dir, stats_kind,
+                                          data.skeleton.feature_dim)
     self.to_mm = UNIT_TO_MM[data.skeleton.name]
     self.batch_size = batch_size
     self.by_length: dict[int, list[np.ndarray]] = collections.defaultdict(list)
