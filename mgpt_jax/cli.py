@@ -73,7 +73,8 @@ def cmd_train(args) -> int:
 
 def cmd_quickstart(args) -> int:
   from mgpt_jax import quickstart  # pylint: disable=g-import-not-at-top
-  return quickstart.run(args.out, num_motions=args.num_motions, seed=args.seed)
+  return quickstart.run(args.out, num_motions=args.num_motions, seed=args.seed,
+                        tokenizer_steps=args.tokenizer_steps)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--out", default="mgpt_quickstart")
   p.add_argument("--num-motions", type=int, default=400)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--tokenizer-steps", type=int, default=1000)
   p.set_defaults(func=cmd_quickstart)
   return parser
 

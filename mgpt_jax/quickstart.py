@@ -1,7 +1,8 @@
 """`mgpt quickstart`: the whole pipeline on the embedded synthetic default.
 
-Each step leaves its output under OUT and is skipped when that output is
-already complete, so an interrupted run resumes where it stopped.
+Each step leaves its output under OUT and is skipped (or resumed, for training)
+when that output is already there, so an interrupted run continues where it
+stopped.
 """
 from __future__ import annotations
 
@@ -13,17 +14,24 @@ from tqdm import tqdm
 
 from mgpt_jax.data import validate
 
-
-def _step(name: str):
-  print(f"\n== {name}", flush=True)
+STEPS = 5
 
 
-def run(out: str, num_motions: int = 400, seed: int = 0) -> int:
+def _step(number: int, name: str):
+  print(f"\n== {number}/{STEPS} {name}", flush=True)
+
+
+def _metrics(results: dict) -> str:
+  return ", ".join(f"{k} {v:.3f}" for k, v in sorted(results.items()))
+
+
+def run(out: str, num_motions: int = 400, seed: int = 0, tokenizer_steps: int = 1000) -> int:
   start = time.time()
   data_dir = os.path.join(out, "data")
   tfds_dir = os.path.join(out, "tfds")
+  tokenizer_dir = os.path.join(out, "tokenizer")
 
-  _step("1/3 synthetic dataset (HumanML3D layout)")
+  _step(1, "synthetic dataset (HumanML3D layout)")
   if os.path.exists(os.path.join(data_dir, "all.txt")):
     print(f"found {data_dir}, keeping it")
   else:
@@ -31,21 +39,40 @@ def run(out: str, num_motions: int = 400, seed: int = 0) -> int:
     report = write_dataset(data_dir, num_motions, seed)
     print(f"{report.num_motions} motions, {report.num_frames} frames in {report.seconds:.1f} s")
 
-  _step("2/3 validate")
+  _step(2, "validate")
   report = validate.validate_dataset(
       data_dir, "humanml3d", progress=lambda ids: tqdm(ids, desc="validate", file=sys.stderr))
   print(validate.format_report(report, report.errors))
   if not report.ok:
     return 1
 
-  _step("3/3 tensorflow-datasets build")
+  _step(3, "tensorflow-datasets build")
   from mgpt_jax.data import tfds_builder  # pylint: disable=g-import-not-at-top
   builder = tfds_builder.build(data_dir, dataset="synthetic", tfds_data_dir=tfds_dir)
   for split, info in builder.info.splits.items():
     print(f"{split}: {info.num_examples} examples")
 
+  _step(4, "stage 1: motion tokenizer (gin/tokenizer_tiny.gin)")
+  import gin  # pylint: disable=g-import-not-at-top
+  from mgpt_jax import train  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+  _, summary = train.run([
+      "--gin_file=tokenizer_tiny.gin", f"--gin.MODEL_DIR='{tokenizer_dir}'",
+      f"--gin.DATA_DIR='{data_dir}'", f"--gin.TRAIN_STEPS={tokenizer_steps}",
+      "--gin.runner.train.eval_at_start=True"])
+  gin.clear_config()
+  for step, results in sorted(summary["eval"].items()):
+    print(f"reconstruction at step {step}: {_metrics(results)}")
+
+  _step(5, "motion tokens for every entry")
+  from mgpt_jax.inference.tokenize_dataset import tokenize_dataset  # pylint: disable=g-import-not-at-top
+  tokens = tokenize_dataset(tokenizer_dir, data_dir)
+  print(tokens.summary())
+
   print(f"\nquickstart finished in {time.time() - start:.0f} s. Outputs:")
   print(f"  dataset     {os.path.abspath(data_dir)}")
   print(f"  tfds        {os.path.abspath(builder.data_dir)}")
-  print("The tokenizer, language-model stages, export and evaluation join this job as they land.")
+  print(f"  tokenizer   {os.path.abspath(tokenizer_dir)}  (TensorBoard logs, checkpoints)")
+  print(f"  tokens      {os.path.abspath(tokens.out_dir)}")
+  print("The language-model stages, export and evaluation join this job as they land.")
   return 0

@@ -58,6 +58,7 @@ def main():
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get("flops", 0.0))
+  memory = compiled.memory_analysis()
 
   holder = {"state": state}
 
@@ -73,6 +74,9 @@ def main():
         f"batch {args.batch} x 64 frames")
   print(f"train step: {seconds * 1e3:.1f} ms, {args.batch * 64 / seconds:,.0f} frames/s, "
         f"{flops / 1e9:.2f} GFLOP/step (XLA cost analysis)")
+  if memory is not None:
+    print(f"device memory per step: arguments {memory.argument_size_in_bytes / 2**20:,.0f} MiB "
+          f"(state + batch), temporaries {memory.temp_size_in_bytes / 2**20:,.0f} MiB")
   print(f"achieved {achieved / 1e9:.1f} GFLOP/s; matmul peak {peak / 1e9:.1f} GFLOP/s "
         f"({args.matmul}^2 {args.dtype}); ratio {achieved / peak:.2f}")
 
