@@ -66,6 +66,22 @@ def cmd_tokenize_dataset(args) -> int:
   return 0
 
 
+def cmd_import_hf(args) -> int:
+  from mgpt_jax.inference import lm_checkpoint  # pylint: disable=g-import-not-at-top
+  config, _ = lm_checkpoint.import_hf(args.hf_dir, args.out_dir, args.vocab_size, args.seed)
+  print(f"imported a T5 of {config.emb_dim} x {config.num_encoder_layers}/"
+        f"{config.num_decoder_layers} layers with {config.vocab_size} vocabulary rows to "
+        f"{args.out_dir}")
+  return 0
+
+
+def cmd_export_hf(args) -> int:
+  from mgpt_jax.inference import lm_checkpoint  # pylint: disable=g-import-not-at-top
+  lm_checkpoint.export_hf(args.lm_dir, args.hf_dir)
+  print(f"wrote a transformers T5ForConditionalGeneration to {args.hf_dir}")
+  return 0
+
+
 def cmd_train(args) -> int:
   from mgpt_jax import train  # pylint: disable=g-import-not-at-top
   return train.main(args.flags)
@@ -128,6 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--splits", default="train,val,test")
   p.set_defaults(func=cmd_tokenize_dataset)
 
+  p = commands.add_parser("import-hf", help="transformers T5 checkpoint -> our LM checkpoint")
+  p.add_argument("hf_dir")
+  p.add_argument("out_dir")
+  p.add_argument("--vocab-size", type=int, default=None,
+                 help="rows after adding the 515 motion ids (default: T5's 32100 ids + 515, "
+                 "rounded up to 128)")
+  p.add_argument("--seed", type=int, default=0, help="for the new rows")
+  p.set_defaults(func=cmd_import_hf)
+
+  p = commands.add_parser("export-hf", help="our LM checkpoint -> a transformers T5 directory")
+  p.add_argument("lm_dir")
+  p.add_argument("hf_dir")
+  p.set_defaults(func=cmd_export_hf)
+
   p = commands.add_parser("train", help="the built-in runner: --gin_file=F --gin.NAME=VALUE ...")
   p.add_argument("flags", nargs=argparse.REMAINDER)
   p.set_defaults(func=cmd_train)
@@ -145,7 +175,7 @@ def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
   try:
     return args.func(args)
-  except MotionDataError as e:
+  except (MotionDataError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
 
