@@ -20,10 +20,9 @@ import orbax.checkpoint as ocp
 from mgpt_jax import atomic_io
 from mgpt_jax.inference.checkpoint import read_variables
 from mgpt_jax.lm import hf_convert
-from mgpt_jax.lm.config import T5Config
+from mgpt_jax.lm.config import CONFIG_FILE, T5Config
 from mgpt_jax.lm.t5 import Transformer
 
-CONFIG_FILE = "lm_config.json"
 PARAMS_DIR = "params"
 NUM_MOTION_TOKENS = 515
 T5_ROWS, T5_TEXT_IDS = 32128, 32100  # rows of a T5 checkpoint, ids its vocabulary uses

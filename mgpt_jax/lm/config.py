@@ -7,6 +7,7 @@ from typing import Any
 # 32100 text ids (32000 SentencePiece + 100 sentinels) + 515 motion ids = 32615, padded to a
 # multiple of 128 as T5 checkpoints pad their 32100 ids to 32128 rows.
 MOTION_VOCAB_SIZE = 32640
+CONFIG_FILE = "lm_config.json"  # the T5Config beside saved parameters and in run assets
 
 
 @dataclasses.dataclass(frozen=True)

@@ -90,11 +90,18 @@ class Partitioner:
 
   def global_batch(self, local_batch: dict) -> dict:
     """A global jax.Array per entry from this process's rows of the batch."""
-    return {k: jax.make_array_from_process_local_data(self.data_sharding(np.ndim(v)), np.asarray(v))
-            for k, v in local_batch.items()}
+    return {k: jax.make_array_from_process_local_data(self.data_sharding(v.ndim), v)
+            for k, v in host_arrays(local_batch).items()}
 
   @contextlib.contextmanager
   def context(self):
     """The mesh and rules that `nn.with_logical_constraint` inside models resolves against."""
     with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.logical_rules):
       yield
+
+
+def host_arrays(batch: dict) -> dict:
+  """numpy arrays in the 32-bit dtypes jax uses by default (int64 -> int32, float64 -> float32)."""
+  narrow = {np.dtype(np.int64): np.int32, np.dtype(np.float64): np.float32}
+  return {k: np.asarray(v).astype(narrow.get(np.asarray(v).dtype, np.asarray(v).dtype), copy=False)
+          for k, v in batch.items()}

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from mgpt_jax import atomic_io
 from mgpt_jax.training.checkpoints import Checkpoints
-from mgpt_jax.training.partitioning import Partitioner
+from mgpt_jax.training.partitioning import Partitioner, host_arrays
 from mgpt_jax.training.trainer import Trainer, TrainState
 
 ASSETS_DIR = "assets"
@@ -60,7 +60,7 @@ def train(*, model, train_data, optimizer: optax.GradientTransformation,
   the evaluations.
   """
   partitioner = partitioner or Partitioner()
-  first = train_data.batch(0, jax.process_index(), jax.process_count())
+  first = host_arrays(train_data.batch(0, jax.process_index(), jax.process_count()))
   batch_spec = {k: jax.ShapeDtypeStruct((v.shape[0] * jax.process_count(),) + v.shape[1:], v.dtype)
                 for k, v in first.items()}
   trainer = Trainer(model, optimizer, partitioner, batch_spec, seed)
