@@ -17,12 +17,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
   os.close(fd)
+  os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
   try:
     yield tmp
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

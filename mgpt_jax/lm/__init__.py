@@ -1,0 +1,1 @@
+"""The motion-language model: T5 network, motion vocabulary, decoding, HF conversion."""
