@@ -176,6 +176,24 @@ def test_filter_logits_top_k_top_p():
   np.testing.assert_allclose(decoding.filter_logits(logits, temperature=2.0), logits / 2.0)
 
 
+@pytest.mark.parametrize("options", [{"top_k": 5}, {"top_p": 0.8}, {"top_k": 40, "top_p": 0.6},
+                                     {"top_p": 0.8, "flat": True}])
+def test_sample_token_draws_from_filter_logits(options):
+  """The top-k shortcut (and its sorting fallback, for a flat row) samples filter_logits."""
+  options = dict(options)
+  logits = jax.random.normal(jax.random.key(1), (2, 300)) * 3.0
+  if options.pop("flat", False):  # 16 candidates cannot hold 0.8 of a flat row: fallback
+    logits = logits.at[1].multiply(0.01)
+  draw = jax.jit(jax.vmap(lambda key: decoding.sample_token(logits, key, 0.7, candidates=16,
+                                                            **options)))
+  tokens = np.asarray(draw(jax.random.split(jax.random.key(0), 4000)))
+  probs = np.asarray(jax.nn.softmax(decoding.filter_logits(logits, 0.7, **options), axis=-1))
+  for row in range(2):
+    assert (probs[row, tokens[:, row]] > 0).all()  # never outside the filtered support
+    frequency = np.bincount(tokens[:, row], minlength=300) / len(tokens)
+    assert np.abs(frequency - probs[row]).max() < 0.03, (row, options)
+
+
 def test_toy_logits_fn_stops_each_row_and_the_loop_early():
   """Row b emits EOS at step stops[b]; row 3 never does; the loop ends when all are done."""
   calls = []
