@@ -1,23 +1,20 @@
-"""Autoregressive decoding of the T5, entirely inside one jitted while loop.
+"""Autoregressive decoding of the T5 inside one jitted while loop: greedy, sampling, beam search.
 
     result = decode(module, params, encoder_input_tokens, max_decode_length=64, method="beam")
-    result.tokens   # (batch, max_len) without the start token, pad (0) after EOS
-    result.lengths  # tokens up to and including EOS, or max_len
-    result.scores   # greedy/sample: sum of log-probs; beam: log-prob / length penalty
+    result.tokens, result.lengths  # (batch, max_len) without the start token, pad after EOS;
+                                   # tokens up to and including EOS, or max_len
+    result.scores  # greedy/sample: sum of log-probs; beam: log-prob / length penalty
 
-Methods: "greedy", "sample" (temperature, top-k, top-p; reproducible for a given key) and
-"beam" (T5X's length penalty ((5 + len) / 6) ** alpha, default alpha 0.6 as T5X; 0.0 ranks
-by plain log-prob). Beams finish as in Hugging Face: an EOS candidate enters the finished pool
-only if it ranks among the top `num_beams` of a step, which makes num_beams=1 greedy.
-Log-probs are those of the masked (vocab_limit, ignore_eos, constraint) and renormalised
-distribution, before temperature and top-k/top-p.
+Beam search uses T5X's length penalty ((5 + len) / 6) ** alpha (default alpha 0.6, as T5X) and
+finishes beams as Hugging Face does: an EOS candidate joins the pool only if it ranks among the
+top num_beams of its step, so that num_beams=1 is greedy. Log-probs are those of the masked
+(vocab_limit, ignore_eos, constraint), renormalised distribution, before temperature/top-k/p.
 
-Speed: the encoder runs once; the self-attention KV cache is the loop carry; the cross-attention
-keys and values are projected once before the loop (XLA drops the rest of that priming step)
-and reach every step as loop invariants with `cross_filled` a constant True, so XLA removes the
-layer's lax.cond and beam reordering never gathers them. No host sync until the loop ends,
-which is as soon as every sequence is done. jax.jit caches the compiled function per (module,
-options, shapes); `Decoder` binds a module and options; params are a traced argument.
+Speed: the encoder runs once; the self-attention cache is the loop carry; the cross-attention
+keys and values are projected once before the loop and enter every step as invariants with
+`cross_filled` a constant, so XLA drops the layer's lax.cond and beams never gather them; no
+host sync until the loop ends, as soon as every sequence is done. jax.jit caches the compiled
+function per (module, options, shapes); params are a traced (possibly sharded) argument.
 """
 from __future__ import annotations
 
@@ -186,6 +183,7 @@ def sample_token(logits, key, temperature: float = 1.0, top_k: int = 0, top_p: f
 
   With top-k or top-p the draw is among the top `top_k` (else `candidates`) tokens only; when
   those hold less than top_p of some row's mass, a lax.cond falls back to sorting the vocabulary.
+  (Ties at the k-th value: exactly k tokens here, all of them in filter_logits.)
   """
   logits = logits / temperature
   vocab = logits.shape[-1]
@@ -194,13 +192,14 @@ def sample_token(logits, key, temperature: float = 1.0, top_k: int = 0, top_p: f
   values, ids = jax.lax.top_k(logits, min(top_k or candidates, vocab))
   if top_p < 1.0:
     lse = jax.nn.logsumexp(values if top_k else logits, axis=-1)
-    covered = jnp.all(jnp.sum(jnp.exp(values - lse[:, None]), axis=-1) >= top_p)
-    values = jnp.where(values < _nucleus_floor(values, lse, top_p), NEG_INF, values)
+    nucleus = jnp.where(values < _nucleus_floor(values, lse, top_p), NEG_INF, values)
     if not top_k and candidates < vocab:
+      covered = jnp.all(jnp.sum(jnp.exp(values - lse[:, None]), axis=-1) >= top_p)
       return jax.lax.cond(
-          covered, lambda: _draw(key, values, ids),
+          covered, lambda: _draw(key, nucleus, ids),
           lambda: jax.random.categorical(key, filter_logits(logits, 1.0, 0, top_p)).astype(
               jnp.int32))
+    values = nucleus
   return _draw(key, values, ids)
 
 
