@@ -9,7 +9,6 @@ import pytest
 from mgpt_jax import cli
 from mgpt_jax.data import features as F
 from mgpt_jax.data import formats, validate
-from mgpt_jax.data.synthetic import write_dataset
 
 
 @pytest.fixture(scope="module")

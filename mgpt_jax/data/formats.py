@@ -258,6 +258,19 @@ class MotionDataset:
   def in_range(self, length: int) -> bool:
     return self.skeleton.min_motion_len <= length < MAX_EXCLUSIVE_LEN
 
+  def clips(self, split: str) -> tuple[list[tuple[str, np.ndarray]], list[Skipped]]:
+    """(id, features) of every readable clip of a split in the length range, and the skips."""
+    clips, skipped = [], []
+    for motion_id in self.split_ids(split):
+      try:
+        motion = self.features(motion_id)
+      except MotionDataError as e:
+        skipped.append(Skipped(e.path, e.reason))
+        continue
+      if self.in_range(len(motion)):
+        clips.append((motion_id, motion))
+    return clips, skipped
+
   def clip_entries(self, motion_id: str) -> tuple[list[Entry], int]:
     """Entries of one clip and how many were filtered by length; raises MotionDataError."""
     num_frames = len(self.features(motion_id))

@@ -25,15 +25,9 @@ class WindowBatches:
                                           self.data.skeleton.feature_dim)
     self.stats_kind = stats_kind
     self.batch_size, self.window, self.seed = batch_size, window, seed
-    self.motions, self.skipped = [], []
-    for motion_id in self.data.split_ids(split):
-      try:
-        motion = self.data.features(motion_id)
-      except formats.MotionDataError as e:
-        self.skipped.append(formats.Skipped(e.path, e.reason))
-        continue
-      if self.data.in_range(len(motion)) and len(motion) >= window:
-        self.motions.append(self.normalizer.normalize(motion).astype(np.float32))
+    clips, self.skipped = self.data.clips(split)
+    self.motions = [self.normalizer.normalize(m).astype(np.float32) for _, m in clips
+                    if len(m) >= window]
     if not self.motions:
       raise formats.MotionDataError(data_dir, f"no {split} clip of at least {window} frames")
     self.lengths = np.array([len(m) for m in self.motions])

@@ -35,16 +35,10 @@ class ReconstructionEvaluator:
     self.to_mm = UNIT_TO_MM[data.skeleton.name]
     self.batch_size = batch_size
     self.by_length: dict[int, list[np.ndarray]] = collections.defaultdict(list)
-    self.skipped: list[formats.Skipped] = []
-    for motion_id in data.split_ids(split)[:max_clips]:
-      try:
-        motion = data.features(motion_id)
-      except formats.MotionDataError as e:
-        self.skipped.append(formats.Skipped(e.path, e.reason))
-        continue
-      if data.in_range(len(motion)):
-        length = len(motion) // frames_per_token * frames_per_token
-        self.by_length[length].append(self.normalizer.normalize(motion[:length]))
+    clips, self.skipped = data.clips(split)
+    for _, motion in clips[:max_clips]:
+      length = len(motion) // frames_per_token * frames_per_token
+      self.by_length[length].append(self.normalizer.normalize(motion[:length]))
     if not self.by_length:
       raise formats.MotionDataError(data_dir, f"no {split} clip to evaluate reconstruction on")
     self._batch_metrics = jax.jit(self._metrics, static_argnums=0)
