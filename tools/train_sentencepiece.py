@@ -10,31 +10,10 @@ mgpt_jax/lm/sentencepiece_model.py.
 from __future__ import annotations
 
 import argparse
-import glob
-import os
 import sys
 
 from mgpt_jax.data import formats
 from mgpt_jax.lm import sentencepiece_model
-
-
-def read_dataset_captions(data_dir: str, split: str | None = None):
-  """(caption texts, [(path, reason) of skipped files]) of a dataset directory."""
-  texts_dir = os.path.join(data_dir, formats.TEXTS_DIR)
-  if not os.path.isdir(texts_dir):
-    raise formats.MotionDataError(texts_dir, "caption directory not found")
-  if split:
-    ids = formats.read_split(data_dir, split)
-    paths = [os.path.join(texts_dir, f"{motion_id}.txt") for motion_id in ids]
-  else:
-    paths = sorted(glob.glob(os.path.join(texts_dir, "*.txt")))
-  texts, skipped = [], []
-  for path in paths:
-    try:
-      texts.extend(caption.text for caption in formats.read_captions(path))
-    except formats.MotionDataError as e:
-      skipped.append((path, str(e)))
-  return texts, skipped
 
 
 def main(argv=None) -> int:
@@ -49,7 +28,7 @@ def main(argv=None) -> int:
   parser.add_argument("--character-coverage", type=float, default=1.0)
   args = parser.parse_args(argv)
   try:
-    texts, skipped = read_dataset_captions(args.data_dir, args.split)
+    texts, skipped = formats.dataset_captions(args.data_dir, args.split)
   except formats.MotionDataError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

@@ -14,9 +14,10 @@ slice, also for KIT at 12.5 fps; we use the dataset's own frame rate.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import math
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -129,11 +130,36 @@ def read_captions(path) -> list[Caption]:
 # --------------------------------------------------------------------------- arrays
 
 
-def load_npy(path) -> np.ndarray:
-  """np.load without pickles, with an error that names the file."""
+def dataset_captions(data_dir: str, split: str | None = None):
+  """(caption texts, [(path, reason) of skipped files]) of a dataset directory."""
+  texts_dir = os.path.join(data_dir, TEXTS_DIR)
+  if not os.path.isdir(texts_dir):
+    raise MotionDataError(texts_dir, "caption directory not found")
+  if split:
+    ids = read_split(data_dir, split)
+    paths = [os.path.join(texts_dir, f"{motion_id}.txt") for motion_id in ids]
+  else:
+    paths = sorted(glob.glob(os.path.join(texts_dir, "*.txt")))
+  texts, skipped = [], []
+  for path in paths:
+    try:
+      texts.extend(caption.text for caption in read_captions(path))
+    except MotionDataError as e:
+      skipped.append((path, str(e)))
+  return texts, skipped
+
+
+def load_npy(path, header_only: bool = False) -> np.ndarray:
+  """np.load without pickles, with an error that names the file.
+
+  header_only: a read-only memory map, so only the header is read (shape and dtype).
+  """
   try:
-    with open(path, "rb") as f:
-      array = np.load(f, allow_pickle=False)
+    if header_only:
+      array = np.load(path, mmap_mode="r", allow_pickle=False)
+    else:
+      with open(path, "rb") as f:
+        array = np.load(f, allow_pickle=False)
   except FileNotFoundError:
     raise MotionDataError(path, "file not found") from None
   except (ValueError, OSError, EOFError) as e:
@@ -249,6 +275,15 @@ class MotionDataset:
   def features(self, motion_id: str) -> np.ndarray:
     return load_features(self.features_path(motion_id), self.skeleton.feature_dim)
 
+  def num_frames(self, motion_id: str) -> int:
+    """A clip's frame count from its file header alone (values are not checked)."""
+    path = self.features_path(motion_id)
+    shape = load_npy(path, header_only=True).shape
+    if len(shape) != 2 or shape[1] != self.skeleton.feature_dim:
+      raise MotionDataError(path, f"expected features of shape (T, {self.skeleton.feature_dim}), "
+                            f"got shape {shape}")
+    return shape[0]
+
   def captions(self, motion_id: str) -> list[Caption]:
     return read_captions(self.text_path(motion_id))
 
@@ -271,9 +306,13 @@ class MotionDataset:
         clips.append((motion_id, motion))
     return clips, skipped
 
-  def clip_entries(self, motion_id: str) -> tuple[list[Entry], int]:
-    """Entries of one clip and how many were filtered by length; raises MotionDataError."""
-    num_frames = len(self.features(motion_id))
+  def clip_entries(self, motion_id: str, check_features: bool = True) -> tuple[list[Entry], int]:
+    """Entries of one clip and how many were filtered by length; raises MotionDataError.
+
+    check_features=False reads only the feature file's header (readers of TOKENS/ need no more).
+    """
+    num_frames = (len(self.features(motion_id)) if check_features
+                  else self.num_frames(motion_id))
     captions = self.captions(motion_id)
     if not self.in_range(num_frames):
       return [], 1
@@ -294,7 +333,8 @@ class MotionDataset:
     return entries, filtered
 
   def entries(self, split: str, on_error: str = "raise",
-              progress: Callable[[Sequence[str]], Sequence[str]] = lambda ids: ids) -> EntryList:
+              progress: Callable[[Sequence[str]], Sequence[str]] = lambda ids: ids,
+              check_features: bool = True) -> EntryList:
     """All entries of a split, sorted by length as the reference loaders do.
 
     on_error="skip" counts and reports bad clips instead of raising.
@@ -304,7 +344,7 @@ class MotionDataset:
     entries, skipped, filtered = [], [], 0
     for motion_id in progress(self.split_ids(split)):
       try:
-        clip, n_filtered = self.clip_entries(motion_id)
+        clip, n_filtered = self.clip_entries(motion_id, check_features)
       except MotionDataError as e:
         if on_error == "raise":
           raise
