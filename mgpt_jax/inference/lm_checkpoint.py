@@ -88,3 +88,9 @@ def export_hf(lm_dir: str, hf_dir: str, step: int | None = None) -> T5Config:
   module, params = load_lm(lm_dir, step)
   hf_convert.write_hf_checkpoint(hf_dir, jax.tree.map(np.asarray, params), module.config)
   return module.config
+
+
+def load_params(path: str, step: int | None = None) -> dict:
+  """Host (numpy) parameters of a saved LM or run directory: a training stage's `init_params`."""
+  _, params = load_lm(path, step)
+  return jax.device_get(params)

@@ -62,12 +62,14 @@ class EncoderDecoderModel:
     return total / factor
 
   def loss_fn(self, params, model_state, batch, rng):
+    """rng=None evaluates: no dropout."""
     del model_state  # no state besides parameters
     logits = self.module.apply(
         {"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
         batch["decoder_target_tokens"], batch.get("encoder_segment_ids"),
         batch.get("decoder_segment_ids"), batch.get("encoder_positions"),
-        batch.get("decoder_positions"), enable_dropout=True, rngs={"dropout": rng})
+        batch.get("decoder_positions"), enable_dropout=rng is not None,
+        rngs=None if rng is None else {"dropout": rng})
     targets = batch["decoder_target_tokens"]
     weights = batch.get("decoder_loss_weights")
     weights = (targets > 0) if weights is None else weights

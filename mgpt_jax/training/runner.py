@@ -5,6 +5,8 @@ train_data: an object with `batch(step, process_index, process_count) -> dict of
     the step so that a restarted run resumes with the same input order;
     optionally `save_assets(dir)`.
 evaluator: optional callable (model, variables, step) -> dict of scalars.
+init_params: optional callable () -> parameters to start from when model_dir has no
+    checkpoint yet (stage 2 from an imported Flan-T5, stage 3 from stage 2).
 """
 from __future__ import annotations
 
@@ -53,7 +55,8 @@ def train(*, model, train_data, optimizer: optax.GradientTransformation,
           seed: int = 0, checkpoint_every: int = 1000, keep_checkpoints: int = 3,
           log_every: int = 50, eval_every: int = 0,
           evaluator: Callable[[Any, dict, int], dict] | None = None,
-          eval_at_start: bool = False, progress: bool = True) -> tuple[TrainState, dict[str, Any]]:
+          eval_at_start: bool = False, progress: bool = True,
+          init_params: Callable[[], Any] | None = None) -> tuple[TrainState, dict[str, Any]]:
   """Trains `model` to `num_steps`, resuming from the latest checkpoint in model_dir.
 
   Returns the final state and a summary: the logged train metrics per step and
@@ -67,7 +70,7 @@ def train(*, model, train_data, optimizer: optax.GradientTransformation,
   checkpoints = Checkpoints(model_dir, checkpoint_every, keep_checkpoints)
   latest = checkpoints.latest_step()
   if latest is None:
-    state = trainer.init_state()
+    state = trainer.init_state(None if init_params is None else init_params())
   else:
     logging.info("restoring step %d from %s", latest, checkpoints.directory)
     state = checkpoints.restore(trainer.abstract_with_shardings(), latest)

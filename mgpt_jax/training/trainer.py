@@ -86,9 +86,17 @@ class Trainer:
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                         self.abstract_state, self.state_shardings)
 
-  def init_state(self) -> TrainState:
+  def init_state(self, params=None) -> TrainState:
+    """A fresh state; with `params` (host arrays, e.g. an earlier stage's), those weights."""
     with self.partitioner.context():
-      return self._init_jit()
+      state = self._init_jit()
+    if params is None:
+      return state
+    _check_same_tree(params, self.abstract_state.params)
+    params = jax.device_put(params, self.state_shardings.params)
+    with self.partitioner.context():
+      opt_state = jax.jit(self.optimizer.init, out_shardings=self.state_shardings.opt_state)(params)
+    return TrainState(state.step, params, opt_state, state.model_state)
 
   # ------------------------------------------------------------------ step
 
@@ -108,3 +116,19 @@ class Trainer:
   def train_step(self, state: TrainState, batch) -> tuple[TrainState, dict]:
     with self.partitioner.context():
       return self._step_jit(state, batch)
+
+
+def _check_same_tree(params, abstract) -> None:
+  """Initial weights must fit the model exactly; say which parameter does not."""
+  given = dict(jax.tree_util.tree_flatten_with_path(params)[0])
+  wanted = dict(jax.tree_util.tree_flatten_with_path(abstract)[0])
+  name = jax.tree_util.keystr
+  missing = sorted(name(k) for k in wanted.keys() - given.keys())
+  extra = sorted(name(k) for k in given.keys() - wanted.keys())
+  if missing or extra:
+    raise ValueError(f"initial parameters do not match the model: missing {missing[:5]}, "
+                     f"unexpected {extra[:5]}")
+  for key, spec in wanted.items():
+    if tuple(given[key].shape) != tuple(spec.shape):
+      raise ValueError(f"initial parameter {name(key)} has shape {tuple(given[key].shape)}; the "
+                       f"model needs {tuple(spec.shape)} (another model size or vocabulary?)")

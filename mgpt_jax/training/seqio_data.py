@@ -1,0 +1,112 @@
+"""seqio mixtures as the runner's input: per-host shards, feature conversion, resumable batches.
+
+Each process reads its own shard (seqio.ShardInfo(process_index, process_count)) and yields
+its rows of the global batch, which the partitioner joins into global arrays. The stream is
+a pure function of (seed, shard): a restarted run skips to its step, so it sees what an
+uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import seqio
+import tensorflow as tf
+
+from mgpt_jax import atomic_io
+
+
+def _converter(pack: bool) -> seqio.FeatureConverter:
+  return seqio.EncDecFeatureConverter(pack=pack)
+
+
+def _dataset(name: str, task_feature_lengths: dict, split: str, shuffle: bool, seed: int,
+             shard: seqio.ShardInfo | None, pack: bool, num_epochs: int | None,
+             shuffle_buffer_size: int | None, use_cached: bool) -> tf.data.Dataset:
+  provider = seqio.get_mixture_or_task(name)
+  ds = provider.get_dataset(task_feature_lengths, split=split, use_cached=use_cached,
+                            shuffle=shuffle, num_epochs=num_epochs, shard_info=shard, seed=seed,
+                            shuffle_buffer_size=shuffle_buffer_size)
+  return _converter(pack)(ds, task_feature_lengths)
+
+
+class SeqioBatches:
+  """The runner's `train_data`: `batch(step, process_index, process_count)` from a mixture."""
+
+  def __init__(self, mixture_or_task_name: str, task_feature_lengths: dict[str, int],
+               batch_size: int, split: str = "train", seed: int = 0, pack: bool = False,
+               shuffle_buffer_size: int | None = 1000, use_cached: bool = False):
+    self.name = mixture_or_task_name
+    self.task_feature_lengths = dict(task_feature_lengths)
+    self.batch_size, self.split, self.seed, self.pack = batch_size, split, seed, pack
+    self.shuffle_buffer_size, self.use_cached = shuffle_buffer_size, use_cached
+    self._stream = None  # (process_index, process_count, next step, iterator)
+
+  def local_batch_size(self, process_count: int) -> int:
+    if self.batch_size % process_count:
+      raise ValueError(f"batch_size {self.batch_size} is not divisible by the {process_count} "
+                       "processes: each host feeds an equal share of the global batch")
+    return self.batch_size // process_count
+
+  def dataset(self, process_index: int = 0, process_count: int = 1) -> tf.data.Dataset:
+    """This process's endless stream of converted local batches."""
+    shard = seqio.ShardInfo(process_index, process_count) if process_count > 1 else None
+    ds = _dataset(self.name, self.task_feature_lengths, self.split, True, self.seed, shard,
+                  self.pack, None, self.shuffle_buffer_size, self.use_cached)
+    return ds.batch(self.local_batch_size(process_count), drop_remainder=True)
+
+  def batch(self, step: int, process_index: int, process_count: int) -> dict[str, np.ndarray]:
+    stream = self._stream
+    if stream is None or stream[:3] != (process_index, process_count, step):
+      # A fresh start or a jump (resume): rebuild and skip to `step`.
+      iterator = self.dataset(process_index, process_count).skip(step).prefetch(2)
+      stream = (process_index, process_count, step, iter(iterator.as_numpy_iterator()))
+    batch = next(stream[3])
+    self._stream = (process_index, process_count, step + 1, stream[3])
+    return batch
+
+  def save_assets(self, directory: str) -> None:
+    """The vocabulary's SentencePiece model beside the run, for export and inference."""
+    vocab = seqio.get_mixture_or_task(self.name).output_features["targets"].vocabulary
+    model = getattr(vocab, "sentencepiece_model", None)
+    if model is None or jax.process_index() != 0:
+      return
+    target = os.path.join(directory, "sentencepiece.model")
+    with atomic_io.atomic_path(target) as tmp:
+      tf.io.gfile.copy(model, tmp, overwrite=True)
+    atomic_io.write_text(os.path.join(directory, "vocabulary.json"),
+                         f'{{"sentencepiece_model": "sentencepiece.model", '
+                         f'"num_motion_tokens": {int(vocab.num_motion_tokens)}}}\n')
+
+
+class SeqioLossEvaluator:
+  """Teacher-forced loss and token accuracy on a split of a mixture (no dropout)."""
+
+  def __init__(self, mixture_or_task_name: str, task_feature_lengths: dict[str, int],
+               batch_size: int, split: str = "validation", num_batches: int = 8, seed: int = 0):
+    self.name, self.split, self.seed = mixture_or_task_name, split, seed
+    self.task_feature_lengths = dict(task_feature_lengths)
+    self.batch_size, self.num_batches = batch_size, num_batches
+    self._batches = None
+    self._loss = jax.jit(lambda model, params, batch: model.loss_fn(params, {}, batch, None)[1][0],
+                         static_argnums=0)
+
+  def batches(self) -> list[dict]:
+    if self._batches is None:  # the same examples at every evaluation
+      ds = _dataset(self.name, self.task_feature_lengths, self.split, True, self.seed, None,
+                    False, None, 1000, False)
+      ds = ds.batch(self.batch_size, drop_remainder=True).take(self.num_batches)
+      self._batches = list(ds.as_numpy_iterator())
+    return self._batches
+
+  def __call__(self, model, variables: dict, step: int) -> dict[str, float]:
+    del step
+    totals, weights = {"loss": 0.0, "accuracy": 0.0}, 0.0
+    for batch in self.batches():
+      metrics = jax.device_get(self._loss(model, variables["params"], batch))
+      w = float(metrics["target_tokens"])
+      for name in totals:
+        totals[name] += float(metrics[name]) * w
+      weights += w
+    return {name: value / max(weights, 1.0) for name, value in totals.items()}
