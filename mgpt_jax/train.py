@@ -5,12 +5,17 @@
 Flags: --gin_file (repeatable), --gin.NAME=VALUE and --gin_bindings=NAME=VALUE
 (repeatable), --gin_search_paths=a,b. Gin files are looked up in the given
 search paths, the current directory and this repository's gin/ directory.
+
+Multi-process runs (T5X's flags; see mgpt_jax/training/distributed.py for the
+environment variables they override): --coordinator_address=HOST:PORT,
+--process_count=N, --process_index=I, and --multiprocess_gpu to start
+jax.distributed even without them (jax then detects SLURM / Open MPI peers).
 """
 from __future__ import annotations
 
 import os
 import sys
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import gin
 
@@ -19,27 +24,60 @@ from mgpt_jax.training import distributed, runner
 REPO_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
 
 
-def parse_flags(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
-  """(gin files, bindings, search paths) from T5X-style flags."""
-  files, bindings, paths = [], [], []
+class Flags(NamedTuple):
+  gin_files: list[str]
+  gin_bindings: list[str]
+  gin_search_paths: list[str]
+  distributed: dict  # keyword arguments of distributed.initialize
+
+
+def _int_flag(name: str, value: str) -> int:
+  try:
+    return int(value)
+  except ValueError:
+    raise ValueError(f"flag {name}={value!r}: expected an integer") from None
+
+
+def _bool_flag(name: str, value: str) -> bool:
+  if value.lower() not in ("true", "1", "false", "0"):
+    raise ValueError(f"flag {name}={value!r}: expected true or false")
+  return value.lower() in ("true", "1")
+
+
+def parse_flags(argv: Sequence[str]) -> Flags:
+  """Gin files, bindings, search paths and distributed settings from T5X-style flags."""
+  flags = Flags([], [], [], {})
   for arg in argv:
     name, eq, value = arg.partition("=")
+    if arg in ("--multiprocess_gpu", "--nomultiprocess_gpu"):  # absl-style booleans
+      flags.distributed["auto"] = arg == "--multiprocess_gpu"
+      continue
     if not eq:
       raise ValueError(f"flag {arg!r} has no value: expected --gin_file=F, --gin.NAME=VALUE, "
-                       "--gin_bindings=NAME=VALUE or --gin_search_paths=P")
+                       "--gin_bindings=NAME=VALUE, --gin_search_paths=P, "
+                       "--coordinator_address=HOST:PORT, --process_count=N, --process_index=I "
+                       "or --multiprocess_gpu")
     if name == "--gin_file":
-      files.append(value)
+      flags.gin_files.append(value)
     elif name == "--gin_bindings":
-      bindings.append(value)
+      flags.gin_bindings.append(value)
     elif name.startswith("--gin."):
-      bindings.append(f"{name[len('--gin.'):]}={value}")
+      flags.gin_bindings.append(f"{name[len('--gin.'):]}={value}")
     elif name == "--gin_search_paths":
-      paths.extend(p for p in value.split(",") if p)
+      flags.gin_search_paths.extend(p for p in value.split(",") if p)
+    elif name == "--multiprocess_gpu":
+      flags.distributed["auto"] = _bool_flag(name, value)
+    elif name == "--coordinator_address":
+      flags.distributed["coordinator"] = value
+    elif name == "--process_count":
+      flags.distributed["num_processes"] = _int_flag(name, value)
+    elif name == "--process_index":
+      flags.distributed["process_id"] = _int_flag(name, value)
     else:
       raise ValueError(f"unknown flag {name!r}")
-  if not files:
+  if not flags.gin_files:
     raise ValueError("no --gin_file given")
-  return files, bindings, paths
+  return flags
 
 
 def parse_config(files, bindings, search_paths=()) -> None:
@@ -49,9 +87,9 @@ def parse_config(files, bindings, search_paths=()) -> None:
 
 
 def run(argv: Sequence[str]):
-  files, bindings, paths = parse_flags(argv)
-  parse_config(files, bindings, paths)
-  distributed.initialize()
+  flags = parse_flags(argv)
+  parse_config(flags.gin_files, flags.gin_bindings, flags.gin_search_paths)
+  distributed.initialize(**flags.distributed)  # before gin's runner first touches a device
   return gin.get_configurable(runner.train)()
 
 

@@ -69,7 +69,12 @@ def _choice(options: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   return tf.gather(options, index)
 
 
+# Graph code without Python control flow on tensors: skipping autograph saves seconds per pipeline.
+_graph = tf.autograph.experimental.do_not_convert
+
+
 @seqio.map_over_dataset(num_seeds=4)
+@_graph
 def _fill_example(x, seeds, inputs, outputs, quote_probability, num_codes):
   caption = _choice(x["captions"], seeds[0])
   quoted = tf.random.stateless_uniform([], seeds[1]) < quote_probability
@@ -98,6 +103,7 @@ def fill_templates(dataset: tf.data.Dataset, kind: str, subtask: str, task: str 
 
 
 @seqio.map_over_dataset(num_seeds=1)
+@_graph
 def pick_caption(x, seed):
   """The 'text' of a text span-corruption example: one random caption of the entry."""
   return {"id": x["id"], "text": _choice(x["captions"], seed)}
@@ -108,6 +114,7 @@ def motion_ids(dataset: tf.data.Dataset) -> tf.data.Dataset:
   vocab = vocabulary.resolve()
   som, eom, offset = vocab.som_id, vocab.eom_id, vocab.motion_offset
 
+  @_graph
   def to_ids(x):
     codes = tf.cast(x["codes"], tf.int32) + offset
     return {"id": x["id"], "text": tf.concat([[som], codes, [eom]], axis=0)}
@@ -118,5 +125,5 @@ def motion_ids(dataset: tf.data.Dataset) -> tf.data.Dataset:
 def tokenize_text(dataset: tf.data.Dataset) -> tf.data.Dataset:
   """'text' string -> its vocabulary ids (for span corruption of captions)."""
   vocab = vocabulary.resolve()
-  return dataset.map(lambda x: {"id": x["id"], "text": vocab.encode_tf(x["text"])},
+  return dataset.map(_graph(lambda x: {"id": x["id"], "text": vocab.encode_tf(x["text"])}),
                      num_parallel_calls=tf.data.AUTOTUNE)

@@ -22,6 +22,9 @@ from tasks.vocabulary import motion_vocabulary
 
 SUPERVISED = templates.PRETRAIN_SUBTASKS
 SPAN_TASKS = ("text_span", "motion_span")
+# The source shuffles every entry of a split each epoch; seqio's buffer after preprocessing
+# only has to mix neighbours, and a small one starts an 18-task mixture quickly.
+SHUFFLE_BUFFER = 128
 
 
 def output_features() -> dict[str, seqio.Feature]:
@@ -75,7 +78,7 @@ def _template_task(dataset: str, skeleton: str, name: str, kind: str, subtask: s
           seqio.preprocessors.tokenize,
           seqio.preprocessors.append_eos_after_trim,
       ],
-      output_features=output_features())
+      output_features=output_features(), shuffle_buffer_size=SHUFFLE_BUFFER)
 
 
 def _span_task(dataset: str, skeleton: str, name: str, make_ids) -> None:
@@ -84,7 +87,7 @@ def _span_task(dataset: str, skeleton: str, name: str, make_ids) -> None:
       source=MotionTokenSource(dataset, skeleton),
       preprocessors=[seqio.CacheDatasetPlaceholder(), *make_ids, span_corruption.span_corruption,
                      seqio.preprocessors.append_eos_after_trim],
-      output_features=output_features())
+      output_features=output_features(), shuffle_buffer_size=SHUFFLE_BUFFER)
 
 
 def register_dataset(dataset: str, skeleton: str) -> None:

@@ -55,6 +55,7 @@ def _spans_to_sentinels(ids, mask, first_sentinel):
 
 
 @seqio.map_over_dataset(num_seeds=2)
+@tf.autograph.experimental.do_not_convert  # graph code only; autograph would cost seconds
 def _corrupt(x, seeds, first_sentinel, noise_density, mean_noise_span_length):
   ids = tf.cast(x["text"], tf.int32)
   mask = random_spans_noise_mask(tf.size(ids), seeds, noise_density, mean_noise_span_length)

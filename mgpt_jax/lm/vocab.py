@@ -198,6 +198,8 @@ class MotionVocabulary(seqio.Vocabulary):
 
   # ------------------------------------------------------------------------- TensorFlow
 
+  # Plain graph code: autograph would spend about a second converting it in every pipeline.
+  @tf.autograph.experimental.do_not_convert
   def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
     """A scalar string to 1-D int32 ids; a 1-D batch of strings to a ragged [B, None]."""
     s = tf.convert_to_tensor(s, tf.string)
@@ -217,6 +219,7 @@ class MotionVocabulary(seqio.Vocabulary):
                            motion_ids], axis=1)
     return pieces.with_flat_values(per_piece).merge_dims(1, 2)
 
+  @tf.autograph.experimental.do_not_convert
   def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
     """1-D ids to a scalar string, 2-D [B, L] ids to [B] strings (the same text as `decode`).
 
