@@ -43,10 +43,11 @@ def dataset_root(name: str) -> tuple[str, str]:
   """(data root, tokens dir) of a dataset, with an error that says how to set them."""
   where = locations()
   root = where.get(name)
-  if not root:
-    raise ValueError(f"no data directory for dataset {name!r}: bind "
-                     f"`sources.locations.{name} = '/path/to/root'` in gin (the root holds "
-                     "texts/, the split files and the TOKENS/ of stage 1)")
+  # An unset DATA_DIR macro arrives as gin's REQUIRED sentinel, not as None.
+  if not root or not isinstance(root, (str, os.PathLike)):
+    raise ValueError(f"no data directory for dataset {name!r}: set DATA_DIR (the gin/tasks files "
+                     f"bind `sources.locations.{name} = %DATA_DIR`) to the dataset root, which "
+                     "holds texts/, the split files and the TOKENS/ of stage 1")
   root = os.fspath(root)
   tokens = os.path.join(root, where["tokens_dir"])
   if not os.path.isdir(tokens):
