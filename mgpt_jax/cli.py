@@ -90,7 +90,7 @@ def cmd_train(args) -> int:
 def cmd_quickstart(args) -> int:
   from mgpt_jax import quickstart  # pylint: disable=g-import-not-at-top
   return quickstart.run(args.out, num_motions=args.num_motions, seed=args.seed,
-                        tokenizer_steps=args.tokenizer_steps)
+                        tokenizer_steps=args.tokenizer_steps, lm_steps=args.lm_steps)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--num-motions", type=int, default=400)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--tokenizer-steps", type=int, default=1000)
+  p.add_argument("--lm-steps", type=int, default=300, help="steps of stage 2 and of stage 3")
   p.set_defaults(func=cmd_quickstart)
   return parser
 

@@ -4,7 +4,7 @@
 
 Flags: --gin_file (repeatable), --gin.NAME=VALUE and --gin_bindings=NAME=VALUE
 (repeatable), --gin_search_paths=a,b. Gin files are looked up in the given
-search paths, the current directory and this repository's gin/ directory.
+search paths, this repository's root and gin/ directory, and the current directory.
 
 Multi-process runs (T5X's flags; see mgpt_jax/training/distributed.py for the
 environment variables they override): --coordinator_address=HOST:PORT,
@@ -13,6 +13,7 @@ jax.distributed even without them (jax then detects SLURM / Open MPI peers).
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import NamedTuple, Sequence
@@ -21,7 +22,8 @@ import gin
 
 from mgpt_jax.training import distributed, runner
 
-REPO_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_GIN_DIR = os.path.join(REPO_DIR, "gin")
 
 
 class Flags(NamedTuple):
@@ -80,8 +82,21 @@ def parse_flags(argv: Sequence[str]) -> Flags:
   return flags
 
 
+class _QuietGinProbes(logging.Filter):
+  """gin logs an ERROR for every search path it tries before the one that has the file."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Path not found")
+
+
+_QUIET_GIN_PROBES = _QuietGinProbes()
+
+
 def parse_config(files, bindings, search_paths=()) -> None:
-  for path in [*search_paths, REPO_GIN_DIR, os.getcwd()]:
+  logging.getLogger().addFilter(_QUIET_GIN_PROBES)  # added once however often this runs
+  # The repository root resolves 'gin/...' includes (the T5X-facing files' form) from any
+  # directory; gin/ keeps the short names ('tokenizer.gin') working.
+  for path in [*search_paths, REPO_DIR, REPO_GIN_DIR, os.getcwd()]:
     gin.add_config_file_search_path(path)
   gin.parse_config_files_and_bindings(files, bindings, finalize_config=False)
 

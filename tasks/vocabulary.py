@@ -18,6 +18,7 @@ import os
 
 import gin
 import seqio
+from absl import logging
 
 from mgpt_jax.data import formats
 from mgpt_jax.lm import sentencepiece_model
@@ -125,5 +126,12 @@ def dataset_sentencepiece(data_dir: str, vocab_size: int = 500, split: str = "tr
         texts += [templates.PLACEHOLDER_RE.sub(" ", t) for t in subtask.inputs + subtask.outputs]
     texts.append("0 1 2 3 4 5 6 7 8 9 \" ' , . ? ! : ; ( ) -")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    sentencepiece_model.train_sentencepiece(texts, path, vocab_size=vocab_size)
+    try:
+      sentencepiece_model.train_sentencepiece(texts, path, vocab_size=vocab_size)
+    except sentencepiece_model.SentencePieceTrainingError as e:
+      if e.max_vocab_size is None:
+        raise
+      # A small dataset cannot fill the requested size: take the most pieces it allows.
+      logging.warning("%s; training %d pieces instead", e, e.max_vocab_size)
+      sentencepiece_model.train_sentencepiece(texts, path, vocab_size=e.max_vocab_size)
   return path

@@ -2,7 +2,10 @@
 
 Two processes with 2 CPU devices each must train exactly like one process with
 4 devices (same mesh shape, same global batch), and the checkpoint they write
-together must restore in one process. The workers are tests/multihost_worker.py.
+together must restore in one process. The data is the stage-2 seqio pipeline
+(SeqioBatches on a mixture of the `tasks` package, one shard per process) on a small
+synthetic dataset; the one-process reference reads both shards itself and joins them.
+The workers are tests/multihost_worker.py.
 """
 import json
 import os
@@ -15,6 +18,8 @@ import numpy as np
 import pytest
 
 from mgpt_jax import train
+from mgpt_jax.data import formats
+from mgpt_jax.data.synthetic import write_dataset
 from mgpt_jax.lm.config import get_config
 from mgpt_jax.models.t5_model import EncoderDecoderModel
 from mgpt_jax.training import distributed
@@ -23,37 +28,42 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
 WORKER = os.path.join(TESTS, "multihost_worker.py")
 TIMEOUT_S = 240
-GLOBAL_BATCH, LENGTH, VOCAB = 8, 8, 64
+# The data: a two-task stage-2 mixture (quick to build) on a small synthetic dataset.
+GLOBAL_BATCH = 8
+MIXTURE = "multihost_two_tasks"
+MIXTURE_TASKS = ("mgpt_synthetic_t2m", "mgpt_synthetic_motion_span")
+FEATURE_LENGTHS = {"inputs": 64, "targets": 64}
+SPM_VOCAB_SIZE, NUM_CODES, DATA_SEED = 300, 128, 0
 
 
-def tiny_model() -> EncoderDecoderModel:
-  return EncoderDecoderModel(get_config("tiny", vocab_size=VOCAB))
+def tiny_model(vocab_size: int) -> EncoderDecoderModel:
+  return EncoderDecoderModel(get_config("tiny", vocab_size=vocab_size))
 
 
-class GlobalBatches:
-  """This process's rows of a deterministic global batch of a copy task.
+class JoinedShards:
+  """One process's stand-in for several: batch(step) joins what each of `shards` (e.g.
+  SeqioBatches) gives as process i of len(shards) along the batch axis, process 0's rows
+  first, as jax.make_array_from_process_local_data lays out the processes' rows.
 
-  Stands in for the real seqio pipeline: batch(step, process_index,
-  process_count) must give each process its contiguous share of one global
-  batch that depends only on the step. Targets are padded to different lengths
-  (loss weight 0), so a loss normalised per host instead of globally would differ.
+  One data object per shard, so that each keeps its own stream (one object asked for
+  alternating shards would rebuild its pipeline at every call). The joined batches are kept:
+  a pure function of the step, they are built once for all the runs of a worker.
   """
 
-  def global_batch(self, step: int) -> dict:
-    rng = np.random.default_rng([11, step])
-    tokens = rng.integers(2, VOCAB, (GLOBAL_BATCH, LENGTH))
-    lengths = rng.integers(2, LENGTH + 1, GLOBAL_BATCH)
-    mask = np.arange(LENGTH)[None, :] < lengths[:, None]
-    tokens = np.where(mask, tokens, 0)
-    tokens[np.arange(GLOBAL_BATCH), lengths - 1] = 1  # EOS
-    decoder_input = np.concatenate([np.zeros((GLOBAL_BATCH, 1), int), tokens[:, :-1]], axis=1)
-    return {"encoder_input_tokens": tokens, "decoder_input_tokens": decoder_input,
-            "decoder_target_tokens": tokens, "decoder_loss_weights": mask.astype(np.int32)}
+  def __init__(self, shards: list):
+    self.shards = list(shards)
+    self._batches = {}
 
   def batch(self, step: int, process_index: int = 0, process_count: int = 1) -> dict:
-    rows = GLOBAL_BATCH // process_count
-    return {k: v[process_index * rows:(process_index + 1) * rows]
-            for k, v in self.global_batch(step).items()}
+    if (process_index, process_count) != (0, 1):
+      raise ValueError("JoinedShards is the whole global batch: for one process only")
+    if step not in self._batches:
+      parts = [s.batch(step, i, len(self.shards)) for i, s in enumerate(self.shards)]
+      self._batches[step] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return self._batches[step]
+
+  def save_assets(self, directory: str) -> None:
+    self.shards[0].save_assets(directory)
 
 
 # ---------------------------------------------------------------- flags and environment
@@ -156,17 +166,40 @@ def _params(path: str) -> dict:
     return dict(f)
 
 
-def test_two_processes_train_like_one_and_checkpoint_restores_in_one(tmp_path):
+@pytest.fixture(scope="module")
+def seqio_root(tmp_path_factory) -> str:
+  """A small synthetic dataset with stand-in TOKENS/ for every entry and its SentencePiece
+  model, trained here once so that the workers only read it."""
+  import tasks  # pylint: disable=import-outside-toplevel  (registers the seqio tasks)
+  from tasks import sources  # pylint: disable=import-outside-toplevel
+
+  root = str(tmp_path_factory.mktemp("multihost") / "synthetic")
+  write_dataset(root, 40, seed=0, progress=False, workers=1)
+  dataset = formats.MotionDataset(root, "humanml3d")
+  os.makedirs(os.path.join(root, sources.TOKENS_DIR))
+  rng = np.random.default_rng(0)
+  for split in ("train", "val", "test"):
+    for entry in dataset.entries(split).entries:
+      tokens = rng.integers(0, NUM_CODES, (1, entry.length // 4)).astype(np.int32)
+      np.save(os.path.join(root, sources.TOKENS_DIR, entry.name + ".npy"), tokens)
+  tasks.vocabulary.dataset_sentencepiece(root, SPM_VOCAB_SIZE)
+  return root
+
+
+def test_two_processes_train_like_one_and_checkpoint_restores_in_one(seqio_root, tmp_path):
+  data = {"seqio_root": seqio_root, "shards": 2}
   multi_dir, single_dir = str(tmp_path / "multi"), str(tmp_path / "single")
   multi_out, single_out = str(tmp_path / "multi.json"), str(tmp_path / "single.json")
   address = f"localhost:{_free_port()}"
-  # 2 processes x 2 devices: 3 steps, checkpoints at 2 and 3 written by both into one directory.
-  _run_workers([{"devices": 2, "out": multi_out, "coordinator": address, "num_processes": 2,
-                 "process_id": i, "runs": [{"model_dir": multi_dir, "num_steps": 3}]}
+  # 2 processes x 2 devices, each reading its shard: 3 steps, checkpoints at 2 and 3 written
+  # by both into one directory.
+  _run_workers([{"devices": 2, "data": data, "out": multi_out, "coordinator": address,
+                 "num_processes": 2, "process_id": i,
+                 "runs": [{"model_dir": multi_dir, "num_steps": 3}]}
                 for i in range(2)], str(tmp_path / "multi"))
-  # 1 process x 4 devices: the reference to step 4, then the two-process checkpoint restored
-  # (to step 3, no training) and continued to step 4.
-  _run_workers([{"devices": 4, "out": single_out,
+  # 1 process x 4 devices reading both shards: the reference to step 4, then the two-process
+  # checkpoint restored (to step 3, no training) and continued to step 4.
+  _run_workers([{"devices": 4, "data": data, "out": single_out,
                  "runs": [{"model_dir": single_dir, "num_steps": 4},
                           {"model_dir": multi_dir, "num_steps": 3},
                           {"model_dir": multi_dir, "num_steps": 4}]}], str(tmp_path / "single"))
@@ -176,12 +209,20 @@ def test_two_processes_train_like_one_and_checkpoint_restores_in_one(tmp_path):
     single = json.load(f)
   assert (multi["process_count"], multi["device_count"]) == (2, 4)
   assert (single["process_count"], single["device_count"]) == (1, 4)
+  assert multi["vocab_size"] == single["vocab_size"] > SPM_VOCAB_SIZE + 512
 
-  reference, two_process = single["runs"][0]["loss"], multi["runs"][0]["loss"]
+  reference, two_process = single["runs"][0], multi["runs"][0]
   restored, resumed = single["runs"][1], single["runs"][2]
-  assert sorted(two_process) == ["1", "2", "3"]
-  np.testing.assert_allclose([two_process[s] for s in "123"], [reference[s] for s in "123"],
-                             rtol=0, atol=1e-5)
+  assert sorted(two_process["loss"]) == ["1", "2", "3"]
+  # The same global batches: the shards joined in one process are what the two processes read.
+  for step in "123":
+    assert two_process["target_tokens"][step] == reference["target_tokens"][step], step
+  # ... and a loss normalised per process would differ: process 0's rows hold more or fewer
+  # than half of the global batch's target tokens.
+  assert any(2 * two_process["local_target_tokens"][s] != two_process["target_tokens"][s]
+             for s in "123"), two_process
+  np.testing.assert_allclose([two_process["loss"][s] for s in "123"],
+                             [reference["loss"][s] for s in "123"], rtol=0, atol=1e-5)
   # The restored state is exactly what the two processes saved; training goes on as if unbroken.
   assert restored["step"] == 3 and restored["loss"] == {}
   saved, loaded = _params(multi_out + ".run0.npz"), _params(single_out + ".run1.npz")
@@ -189,6 +230,9 @@ def test_two_processes_train_like_one_and_checkpoint_restores_in_one(tmp_path):
   for name, value in saved.items():
     np.testing.assert_array_equal(loaded[name], value, err_msg=name)
   assert resumed["step"] == 4 and sorted(resumed["loss"]) == ["4"]
-  np.testing.assert_allclose(resumed["loss"]["4"], reference["4"], rtol=0, atol=1e-5)
-  print("losses, 2 processes x 2 devices:", two_process, "resumed in 1 process:", resumed["loss"])
-  print("losses, 1 process x 4 devices:  ", reference)
+  np.testing.assert_allclose(resumed["loss"]["4"], reference["loss"]["4"], rtol=0, atol=1e-5)
+  print("losses, 2 processes x 2 devices:", two_process["loss"],
+        "resumed in 1 process:", resumed["loss"])
+  print("losses, 1 process x 4 devices:  ", reference["loss"])
+  print("seconds per run: 2 processes", [r["seconds"] for r in multi["runs"]],
+        "1 process", [r["seconds"] for r in single["runs"]])

@@ -30,6 +30,10 @@ T5_SPECIAL_PIECES = dict(pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
 class SentencePieceTrainingError(ValueError):
   """The corpus cannot give a model of the requested size (or training failed otherwise)."""
 
+  def __init__(self, message: str, max_vocab_size: int | None = None):
+    super().__init__(message)
+    self.max_vocab_size = max_vocab_size  # the largest size this corpus allows, when known
+
 
 def _sentences(texts: Iterable[str]) -> Iterator[str]:
   for text in texts:
@@ -80,7 +84,7 @@ def _train(sentences: list[str], options: dict, out_path: str) -> bytes:
       raise SentencePieceTrainingError(
           f"{out_path}: vocab_size {vocab_size} is larger than this corpus "
           f"({len(sentences)} sentences) allows; use vocab_size {too_high.group(2)} or less, "
-          "or train on more text") from None
+          "or train on more text", max_vocab_size=int(too_high.group(2))) from None
     too_low = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", message)
     if too_low:
       raise SentencePieceTrainingError(
