@@ -2,11 +2,14 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import mgpt_jax
 from mgpt_jax.lm.config import get_config
 from mgpt_jax.models.t5_model import EncoderDecoderModel, cross_entropy_with_z_loss
 from mgpt_jax.training import optimizers, runner
+from mgpt_jax.training.partitioning import Partitioner
+from mgpt_jax.training.trainer import Trainer
 
 
 class CopyTask:
@@ -46,3 +49,24 @@ def test_cross_entropy_and_z_loss_values():
   loss, z = cross_entropy_with_z_loss(logits, targets, z_loss=0.1)
   np.testing.assert_allclose(z, 0.1 * log_z**2, rtol=1e-6)
   np.testing.assert_allclose(loss, log_z - 2.0 + 0.1 * log_z**2, rtol=1e-6)
+
+
+def test_initial_params_must_fit_the_model():
+  spec = {k: jax.ShapeDtypeStruct((8, 8), np.int32) for k in
+          ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens")}
+  config = get_config("tiny", vocab_size=128)
+  trainer = Trainer(EncoderDecoderModel(config), optimizers.adamw(1e-3), Partitioner((1, 1)), spec)
+  params = jax.device_get(trainer.init_state().params)
+  moved = jax.tree.map(lambda x: x + 1.0, params)
+  state = trainer.init_state(moved)  # an earlier stage's weights, with fresh optimizer state
+  for a, b in zip(jax.tree.leaves(jax.device_get(state.params)), jax.tree.leaves(moved)):
+    np.testing.assert_array_equal(a, b)
+  assert int(state.step) == 0
+  wider = jax.device_get(Trainer(EncoderDecoderModel(config.replace(vocab_size=256)),
+                                 optimizers.adamw(1e-3), Partitioner((1, 1)),
+                                 spec).init_state().params)
+  with pytest.raises(ValueError, match=r"logits_dense.*\(32, 256\).*\(32, 128\)"):
+    trainer.init_state(wider)
+  del moved["encoder"]
+  with pytest.raises(ValueError, match="missing"):
+    trainer.init_state(moved)
