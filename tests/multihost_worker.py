@@ -5,9 +5,10 @@
 The spec (JSON): devices (CPU devices of this process), data ({"seqio_root": a synthetic
 dataset with TOKENS/ and its trained SentencePiece model, "shards": how many processes'
 shards one process joins}), out (a JSON file, written by process 0), coordinator /
-num_processes / process_id (optional, for jax.distributed) and runs: a list of
-{"model_dir", "num_steps"}, trained in order; each run resumes from the latest checkpoint
-in its model_dir. Process 0 also saves every run's final parameters as out + ".run{i}.npz".
+num_processes / process_id (optional, for jax.distributed), compilation_cache (optional: a
+directory for jax's persistent compilation cache) and runs: a list of {"model_dir",
+"num_steps"}, trained in order; each run resumes from the latest checkpoint in its
+model_dir. Process 0 also saves every run's final parameters as out + ".run{i}.npz".
 
 The data is the stage-2 seqio pipeline: with several processes, each reads its own shard
 through SeqioBatches; one process reads every shard itself and joins them (JoinedShards).
@@ -70,6 +71,10 @@ def seqio_batches(root: str, shards: int):
 
 
 def main() -> None:
+  if SPEC.get("compilation_cache"):  # every compilation, however quick, is kept
+    jax.config.update("jax_compilation_cache_dir", SPEC["compilation_cache"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   distributed.initialize(SPEC.get("coordinator"), SPEC.get("num_processes"),
                          SPEC.get("process_id"))
   data = seqio_batches(SPEC["data"]["seqio_root"], SPEC["data"]["shards"])

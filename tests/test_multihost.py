@@ -198,8 +198,10 @@ def test_two_processes_train_like_one_and_checkpoint_restores_in_one(seqio_root,
                  "runs": [{"model_dir": multi_dir, "num_steps": 3}]}
                 for i in range(2)], str(tmp_path / "multi"))
   # 1 process x 4 devices reading both shards: the reference to step 4, then the two-process
-  # checkpoint restored (to step 3, no training) and continued to step 4.
+  # checkpoint restored (to step 3, no training) and continued to step 4. (A compilation cache
+  # spares the last run compiling the first run's train step again.)
   _run_workers([{"devices": 4, "data": data, "out": single_out,
+                 "compilation_cache": str(tmp_path / "jax_cache"),
                  "runs": [{"model_dir": single_dir, "num_steps": 4},
                           {"model_dir": multi_dir, "num_steps": 3},
                           {"model_dir": multi_dir, "num_steps": 4}]}], str(tmp_path / "single"))
