@@ -1,0 +1,211 @@
+"""`export_bundle`: a trained tokenizer + language model as a self-contained inference bundle.
+
+    export_bundle("runs/vq", "runs/instruct", "bundles/mgpt", dtype="bfloat16")
+    model = MotionGPT.load("bundles/mgpt")  # motiongpt.py: no Flax, no training code
+
+The bundle holds
+  lm_params.npz, vq_variables.npz    parameters (np.savez; bfloat16 as uint16 bits, no pickles)
+  sentencepiece.model, vocabulary.json
+  mean.npy, std.npy                  the stats the tokenizer was trained with
+  config.json                        T5Config, VQConfig, dataset, fps, feature dim, lengths
+  *.jaxexport                        jax.export functions taking the parameters as inputs:
+                                     encoder, init_cache, decode_step, vq_encoder, vq_decoder
+  manifest.json                      versions and the sha256 of every other file
+Parameters are inputs, not constants, so the encoder and the step share one copy on disk.
+The batch is symbolic everywhere; the encoder length is fixed (T5's relative position
+buckets are computed in numpy from static lengths) and prompts are padded to it; the decode
+cache has a fixed max_decode_length; the VQ length is symbolic.
+It is written into a temporary sibling directory and renamed into place.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import tempfile
+from importlib import metadata
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+
+import mgpt_jax
+from mgpt_jax.data import skeletons
+from mgpt_jax.inference import motiongpt as mg
+from mgpt_jax.inference.lm_checkpoint import load_lm
+from mgpt_jax.inference.tokenize_dataset import Tokenizer
+from mgpt_jax.lm import decoding
+from mgpt_jax.lm.t5 import Transformer
+from mgpt_jax.tokenizer.vqvae import MotionVQVAE
+
+DTYPES = ("float32", "bfloat16")
+
+
+def _version(package: str) -> str:
+  try:
+    return metadata.version(package)
+  except metadata.PackageNotFoundError:
+    return "unknown"
+
+
+def _save_tree(path: str, tree: dict, dtype: str = "float32") -> None:
+  """np.savez of the flattened tree; floats cast to `dtype` (bfloat16 kept as uint16 bits)."""
+  arrays = {}
+  for name, array in mg.flatten(jax.device_get(tree)).items():
+    if np.issubdtype(array.dtype, np.floating) or array.dtype == ml_dtypes.bfloat16:
+      if dtype == "bfloat16":
+        arrays[name + mg.BF16_SUFFIX] = array.astype(ml_dtypes.bfloat16).view(np.uint16)
+        continue
+      array = array.astype(np.float32)
+    arrays[name] = array
+  with open(path, "wb") as f:
+    np.savez(f, **arrays)
+
+
+def _read_vocabulary(vocabulary_dir: str) -> tuple[str, dict]:
+  path = os.path.join(vocabulary_dir, mg.VOCABULARY)
+  try:
+    with open(path, encoding="utf-8") as f:
+      info = json.load(f)
+  except FileNotFoundError:
+    raise FileNotFoundError(f"{path}: missing; pass vocabulary_dir= (a run's assets/ with "
+                            f"{mg.VOCABULARY} and {mg.SENTENCEPIECE})") from None
+  model = os.path.join(vocabulary_dir, info["sentencepiece_model"])
+  if not os.path.exists(model):
+    raise FileNotFoundError(f"{model}: the SentencePiece model {path} names is missing")
+  return model, info
+
+
+def lm_functions(module: Transformer, max_input_length: int, max_decode_length: int):
+  """The plain functions exported for the LM: (encoder, init_cache, decode_step)."""
+
+  def encoder(params, tokens):
+    return module.apply({"params": params}, tokens, enable_dropout=False, method=module.encode)
+
+  def init_cache(tokens):
+    return decoding.init_cache(module, tokens.shape[0], max_input_length, max_decode_length)
+
+  def decode_step(params, cache, encoded, encoder_tokens, tokens):
+    logits, mutated = module.apply(
+        {"params": params, "cache": cache}, encoded, encoder_tokens, tokens, tokens,
+        enable_dropout=False, decode=True, max_decode_length=max_decode_length,
+        mutable=["cache"], method=module.decode)
+    return logits[:, 0], mutated["cache"]
+
+  return encoder, init_cache, decode_step
+
+
+def vq_functions(module: MotionVQVAE):
+  encode = lambda variables, features: module.apply(variables, features, method=module.encode)
+  decode = lambda variables, codes: module.apply(variables, codes, method=module.decode)
+  return encode, decode
+
+
+def _export(fn, platforms, *args) -> bytes:
+  return jax.export.export(jax.jit(fn), platforms=platforms)(*args).serialize()
+
+
+def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "float32", *,
+                  vocabulary_dir: str | None = None, max_input_length: int = 256,
+                  max_decode_length: int = 256, platforms: tuple[str, ...] | None = None,
+                  overwrite: bool = False) -> str:
+  """Writes the bundle of a stage-1 run (`tokenizer_dir`) and an LM (saved or run directory).
+
+  dtype applies to the LM's parameters and activations; the small VQ stays float32. The
+  vocabulary comes from `vocabulary_dir`, by default `lm_dir`/assets (where LM runs keep it).
+  platforms: those jax.export lowers for (default: this machine's backend). Returns out_dir.
+  """
+  if dtype not in DTYPES:
+    raise ValueError(f"dtype {dtype!r}: expected one of {DTYPES}")
+  out_dir = os.path.abspath(out_dir)
+  if os.path.exists(out_dir) and not overwrite:
+    raise FileExistsError(f"{out_dir}: exists; pass overwrite=True to replace it")
+  tokenizer = Tokenizer.load(tokenizer_dir)
+  module, params = load_lm(lm_dir)
+  module = Transformer(module.config.replace(dtype=dtype, dropout_rate=0.0))
+  sp_model, vocab_info = _read_vocabulary(vocabulary_dir or os.path.join(lm_dir, "assets"))
+  if dtype == "bfloat16":  # what the bundle stores is what the exported functions see
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.bfloat16), params)
+  vq_config = tokenizer.module.config
+
+  parent = os.path.dirname(out_dir)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", dir=parent)
+  try:  # plain writes inside tmp: the rename of the whole directory is what is atomic
+    _save_tree(os.path.join(tmp, mg.LM_PARAMS), params, dtype)
+    _save_tree(os.path.join(tmp, mg.VQ_PARAMS), tokenizer.variables)
+    np.save(os.path.join(tmp, mg.MEAN), tokenizer.normalizer.mean, allow_pickle=False)
+    np.save(os.path.join(tmp, mg.STD), tokenizer.normalizer.std, allow_pickle=False)
+    shutil.copyfile(sp_model, os.path.join(tmp, mg.SENTENCEPIECE))
+    _write_json(os.path.join(tmp, mg.VOCABULARY),
+                {"sentencepiece_model": mg.SENTENCEPIECE,
+                 "num_motion_tokens": int(vocab_info["num_motion_tokens"])})
+    _write_json(os.path.join(tmp, mg.CONFIG), {
+        "format": mg.FORMAT, "lm": module.config.to_dict(), "vq": vq_config.to_dict(),
+        "dataset": tokenizer.dataset, "fps": skeletons.get_skeleton(tokenizer.dataset).fps,
+        "feature_dim": vq_config.nfeats, "frames_per_token": vq_config.frames_per_token,
+        "dtype": dtype, "max_input_length": max_input_length,
+        "max_decode_length": max_decode_length,
+        "sources": {"tokenizer": os.path.abspath(tokenizer_dir), "tokenizer_step": tokenizer.step,
+                    "lm": os.path.abspath(lm_dir)}})
+    for name, blob in _exported(module, params, tokenizer, max_input_length, max_decode_length,
+                                platforms).items():
+      with open(os.path.join(tmp, mg.function_file(name)), "wb") as f:
+        f.write(blob)
+    _write_manifest(tmp)
+    if os.path.exists(out_dir):  # overwrite: move the old bundle aside only once the new is whole
+      old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old.", dir=parent)
+      os.replace(out_dir, os.path.join(old, "bundle"))
+      os.replace(tmp, out_dir)
+      shutil.rmtree(old)
+    else:
+      os.replace(tmp, out_dir)
+  finally:
+    if os.path.exists(tmp):
+      shutil.rmtree(tmp)
+  return out_dir
+
+
+def _exported(module, params, tokenizer, max_input_length, max_decode_length, platforms):
+  (b,) = jax.export.symbolic_shape("b")
+  spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype)
+  shapes = lambda tree: jax.tree.map(lambda x: spec(x.shape, x.dtype), tree)
+  encoder, init_cache, decode_step = lm_functions(module, max_input_length, max_decode_length)
+  tokens = spec((b, max_input_length), jnp.int32)
+  encoded = jax.eval_shape(encoder, shapes(params), tokens)
+  cache = jax.eval_shape(init_cache, tokens)
+  vq_encode, vq_decode = vq_functions(tokenizer.module)
+  (vb, vl) = jax.export.symbolic_shape("b, l")  # VQ batch and length in tokens
+  unit, dim = tokenizer.frames_per_token, tokenizer.module.config.nfeats
+  return {
+      "encoder": _export(encoder, platforms, shapes(params), tokens),
+      "init_cache": _export(init_cache, platforms, tokens),
+      "decode_step": _export(decode_step, platforms, shapes(params), cache, encoded, tokens,
+                             spec((b, 1), jnp.int32)),
+      "vq_encoder": _export(vq_encode, platforms, shapes(tokenizer.variables),
+                            spec((vb, unit * vl, dim), jnp.float32)),
+      "vq_decoder": _export(vq_decode, platforms, shapes(tokenizer.variables),
+                            spec((vb, vl), jnp.int32)),
+  }
+
+
+def _write_json(path: str, value) -> None:
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(value, f, indent=2)
+
+
+def _write_manifest(directory: str) -> None:
+  files = {}
+  for name in sorted(os.listdir(directory)):
+    path = os.path.join(directory, name)
+    files[name] = {"sha256": mg.sha256(path), "bytes": os.path.getsize(path)}
+  _write_json(os.path.join(directory, mg.MANIFEST), {
+      "format": mg.FORMAT,
+      "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+      "versions": {"jax": jax.__version__, "jaxlib": _version("jaxlib"),
+                   "flax": flax.__version__, "mgpt_jax": mgpt_jax.__version__,
+                   "numpy": np.__version__},
+      "files": files})

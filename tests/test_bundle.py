@@ -1,0 +1,153 @@
+"""Inference bundles: export a tiny untrained system, load it without Flax, compare outputs."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from mgpt_jax.inference import motiongpt as mg
+from mgpt_jax.inference.bundle import export_bundle, lm_functions
+from mgpt_jax.inference.lm_checkpoint import load_lm, save_lm
+from mgpt_jax.inference.tokenize_dataset import Tokenizer
+from mgpt_jax.lm.config import get_config
+from mgpt_jax.lm.sentencepiece_model import train_sentencepiece
+from mgpt_jax.lm.t5 import Transformer
+from mgpt_jax.lm.vocab import MotionVocabulary
+from mgpt_jax.tokenizer.vqvae import MotionVQVAE, VQConfig
+
+MAX_INPUT, MAX_DECODE = 48, 40
+TEXTS = ["a person walks forward", "someone jumps up and down", "a man waves his left hand",
+         "the person turns around slowly", "a woman kicks with her right foot"] * 4
+
+
+def _tokenizer_dir(root):
+  config = VQConfig(num_codes=32, code_dim=16, width=16, depth=1)
+  variables = MotionVQVAE(config).init(jax.random.key(0), jnp.zeros((1, 8, 263)))
+  stats = dict(variables["vq_stats"]["quantizer"])  # untrained codebooks are zeros: make
+  stats["codebook"] = jax.random.normal(jax.random.key(1), stats["codebook"].shape)  # codes differ
+  stats = {"quantizer": stats}
+  assets = os.path.join(root, "assets")
+  os.makedirs(assets)
+  with open(os.path.join(assets, "vq_config.json"), "w") as f:
+    json.dump(config.to_dict(), f)
+  with open(os.path.join(assets, "data.txt"), "w") as f:
+    f.write("dataset=humanml3d\n")
+  rng = np.random.default_rng(0)
+  np.save(os.path.join(assets, "Mean.npy"), rng.normal(size=263).astype(np.float32))
+  np.save(os.path.join(assets, "Std.npy"), rng.uniform(0.5, 2, 263).astype(np.float32))
+  with ocp.CheckpointManager(os.path.join(root, "checkpoints")) as manager:
+    manager.save(0, args=ocp.args.StandardSave(
+        {"params": variables["params"], "model_state": {"vq_stats": stats}}))
+    manager.wait_until_finished()
+  return root
+
+
+def _lm_dir(root):
+  assets = os.path.join(root, "assets")
+  model = train_sentencepiece(TEXTS, os.path.join(assets, "sentencepiece.model"), vocab_size=40)
+  with open(os.path.join(assets, "vocabulary.json"), "w") as f:
+    json.dump({"sentencepiece_model": "sentencepiece.model", "num_motion_tokens": 515}, f)
+  rows = -(-MotionVocabulary(model).vocab_size // 128) * 128
+  config = get_config("tiny", vocab_size=rows, num_encoder_layers=1, num_decoder_layers=1)
+  tokens = jnp.ones((1, 4), jnp.int32)
+  params = Transformer(config).init(jax.random.key(2), tokens, tokens, tokens,
+                                    enable_dropout=False)["params"]
+  save_lm(root, config, params)
+  return root
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+  root = tmp_path_factory.mktemp("bundle")
+  tokenizer_dir = _tokenizer_dir(str(root / "vq"))
+  lm_dir = _lm_dir(str(root / "lm"))
+  out = export_bundle(tokenizer_dir, lm_dir, str(root / "bundle"),
+                      max_input_length=MAX_INPUT, max_decode_length=MAX_DECODE)
+  start = time.perf_counter()
+  model = mg.MotionGPT.load(out)
+  print(f"bundle {sum(e['bytes'] for e in model.manifest['files'].values()) / 1e6:.2f} MB, "
+        f"load {time.perf_counter() - start:.2f} s")
+  return tokenizer_dir, lm_dir, out, model
+
+
+def test_exported_functions_match_flax(system):
+  tokenizer_dir, lm_dir, _, model = system
+  module, params = load_lm(lm_dir)
+  encoder, init_cache, step = lm_functions(module, MAX_INPUT, MAX_DECODE)
+  tokens = model._prompt_tokens(["Generate motion: a person walks", "Generate text: hi"])
+  np.testing.assert_allclose(model.encode(tokens), encoder(params, tokens), atol=1e-5)
+  encoded = encoder(params, tokens)
+  theirs, ours = init_cache(tokens), model.init_cache(tokens)
+  prev = jnp.array([[0], [0]], jnp.int32)
+  for token in (3, 7, 9):
+    ref_logits, theirs = step(params, theirs, encoded, tokens, prev)
+    logits, ours = model.decode_step(ours, encoded, tokens, prev)
+    np.testing.assert_allclose(logits, ref_logits, atol=1e-5)
+    prev = jnp.full((2, 1), token, jnp.int32)
+  tokenizer = Tokenizer.load(tokenizer_dir)
+  codes = np.array([[1, 5, 7], [0, 31, 2]], np.int32)  # batch and length unlike the export's
+  features = model.codes_to_features(codes)
+  np.testing.assert_allclose(features, tokenizer.decode(codes), atol=1e-5, rtol=1e-5)
+  np.testing.assert_array_equal(model.features_to_codes(features), tokenizer.encode(features))
+
+
+def test_text_to_motion_and_back(system):
+  model = system[3]
+  start = time.perf_counter()
+  [(features, codes)] = model.text_to_motion(["a person walks forward"], seed=0)
+  print(f"text_to_motion: {time.perf_counter() - start:.3f} s")
+  assert features.shape == (4 * len(codes), 263) and np.isfinite(features).all()
+  again = model.text_to_motion(["a person walks forward", "someone jumps"], seed=0,
+                               max_length=8)
+  assert len(again) == 2 and all(f.shape[0] == 4 * len(c) for f, c in again)
+  captions = model.motion_to_text([features, codes, np.zeros((10, 263), np.float32)])
+  assert len(captions) == 3 and all(isinstance(c, str) for c in captions)
+  with pytest.raises(ValueError, match="max_length 99"):
+    model.text_to_motion(["x"], max_length=99)
+
+
+def test_corrupted_file_fails_checksum(system, tmp_path):
+  bundle = str(tmp_path / "copy")
+  shutil.copytree(system[2], bundle)
+  with open(os.path.join(bundle, mg.STD), "r+b") as f:
+    f.seek(-1, os.SEEK_END)
+    f.write(b"\x7f")
+  with pytest.raises(mg.BundleError, match=r"std\.npy: sha256 .* does not match"):
+    mg.MotionGPT.load(bundle)
+
+
+def test_loads_in_a_fresh_process_without_training_code(system):
+  script = (
+      "import sys; from mgpt_jax.inference.motiongpt import MotionGPT\n"
+      f"m = MotionGPT.load({system[2]!r})\n"
+      "[(f, c)] = m.text_to_motion(['a person walks'], seed=1, max_length=6)\n"
+      "assert f.shape == (4 * len(c), 263)\n"
+      "bad = [n for n in sys.modules if n.startswith(('mgpt_jax.training', 'tasks', "
+      "'mgpt_jax.lm.t5', 'mgpt_jax.tokenizer', 'mgpt_jax.lm.decoding', 'orbax'))]\n"
+      "assert not bad, bad\n")
+  env = {**os.environ, "XLA_FLAGS": ""}
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_bfloat16_bundle_and_no_silent_overwrite(system, tmp_path):
+  tokenizer_dir, lm_dir, out, model = system
+  with pytest.raises(FileExistsError, match="overwrite=True"):
+    export_bundle(tokenizer_dir, lm_dir, out)
+  half = mg.MotionGPT.load(export_bundle(tokenizer_dir, lm_dir, str(tmp_path / "bf16"), "bfloat16",
+                                         max_input_length=MAX_INPUT, max_decode_length=8))
+  assert half.config["lm"]["dtype"] == "bfloat16"
+  assert jax.tree.leaves(half.lm_params)[0].dtype == jnp.bfloat16
+  tokens = model._prompt_tokens(["Generate motion: a person walks"])
+  full, reduced = np.asarray(model.encode(tokens)), np.asarray(half.encode(tokens), np.float32)
+  np.testing.assert_allclose(reduced, full, atol=0.1 * np.abs(full).max())
+  [(features, codes)] = half.text_to_motion(["a person walks"], seed=0)
+  assert features.shape == (4 * len(codes), 263) and np.isfinite(features).all()
