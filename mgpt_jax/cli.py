@@ -162,6 +162,30 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("flags", nargs=argparse.REMAINDER)
   p.set_defaults(func=cmd_train)
 
+  p = commands.add_parser("export", help="a self-contained inference bundle of stages 1 and 3")
+  p.add_argument("--tokenizer-dir", required=True, help="the stage-1 run directory")
+  p.add_argument("--lm-dir", required=True, help="the LM run (or saved LM) directory")
+  p.add_argument("--out", required=True, help="the bundle directory to write")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+  p.add_argument("--vocabulary-dir", default=None, help="default: LM_DIR/assets")
+  p.add_argument("--overwrite", action="store_true")
+  p.set_defaults(func=cmd_export)
+
+  p = commands.add_parser("generate", help="text to motion with a bundle")
+  p.add_argument("bundle")
+  p.add_argument("--text", required=True)
+  p.add_argument("--num-samples", type=int, default=1)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--out", default=None, help="features .npy (numbered when several samples)")
+  p.add_argument("--render", default=None, help="a .gif or .mp4 animation")
+  p.add_argument("--bvh", default=None, help="a .bvh file of the 22-joint skeleton")
+  p.set_defaults(func=cmd_generate)
+
+  p = commands.add_parser("caption", help="motion to text with a bundle")
+  p.add_argument("bundle")
+  p.add_argument("motion", help="a features .npy file (T, 263) or (T, 251)")
+  p.set_defaults(func=cmd_caption)
+
   p = commands.add_parser("quickstart", help="the main job on the embedded synthetic default")
   p.add_argument("--out", default="mgpt_quickstart")
   p.add_argument("--num-motions", type=int, default=400)
@@ -172,11 +196,66 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def cmd_export(args) -> int:
+  from mgpt_jax.inference.bundle import export_bundle  # pylint: disable=g-import-not-at-top
+  out = export_bundle(args.tokenizer_dir, args.lm_dir, args.out, dtype=args.dtype,
+                      vocabulary_dir=args.vocabulary_dir, overwrite=args.overwrite)
+  print(f"wrote the inference bundle {out}")
+  return 0
+
+
+def _save_outputs(features, out, render, bvh, fps) -> None:
+  from mgpt_jax import atomic_io  # pylint: disable=g-import-not-at-top
+  from mgpt_jax.data.features import features_to_joints  # pylint: disable=g-import-not-at-top
+  if out:
+    atomic_io.save_npy(out, features)
+    print(f"wrote features {features.shape} to {out}")
+  if render or bvh:
+    joints = features_to_joints(features)
+    if render:
+      from mgpt_jax.inference.render import render_motion  # pylint: disable=g-import-not-at-top
+      render_motion(joints, render, fps=fps)
+      print(f"wrote {render}")
+    if bvh:
+      from mgpt_jax.inference.bvh import write_bvh  # pylint: disable=g-import-not-at-top
+      write_bvh(bvh, joints, fps=fps)
+      print(f"wrote {bvh}")
+
+
+def _numbered(path: str | None, k: int, count: int) -> str | None:
+  if path is None or count == 1:
+    return path
+  stem, ext = path.rsplit(".", 1) if "." in path else (path, "")
+  return f"{stem}_{k}.{ext}" if ext else f"{stem}_{k}"
+
+
+def cmd_generate(args) -> int:
+  from mgpt_jax.inference.motiongpt import MotionGPT  # pylint: disable=g-import-not-at-top
+  system = MotionGPT.load(args.bundle)
+  results = system.text_to_motion([args.text] * args.num_samples, seed=args.seed)
+  fps = float(system.config["fps"])
+  for k, (features, codes) in enumerate(results):
+    print(f"sample {k}: {len(codes)} codes, {len(features)} frames ({len(features) / fps:.1f} s)")
+    _save_outputs(features, _numbered(args.out, k, len(results)),
+                  _numbered(args.render, k, len(results)), _numbered(args.bvh, k, len(results)),
+                  fps)
+  return 0
+
+
+def cmd_caption(args) -> int:
+  from mgpt_jax.data import formats  # pylint: disable=g-import-not-at-top
+  from mgpt_jax.inference.motiongpt import MotionGPT  # pylint: disable=g-import-not-at-top
+  system = MotionGPT.load(args.bundle)
+  features = formats.load_features(args.motion, int(system.config["feature_dim"]))
+  print(system.motion_to_text([features])[0])
+  return 0
+
+
 def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
   try:
     return args.func(args)
-  except (MotionDataError, FileNotFoundError) as e:
+  except (MotionDataError, FileNotFoundError, FileExistsError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
 

@@ -151,3 +151,27 @@ def test_bfloat16_bundle_and_no_silent_overwrite(system, tmp_path):
   np.testing.assert_allclose(reduced, full, atol=0.1 * np.abs(full).max())
   [(features, codes)] = half.text_to_motion(["a person walks"], seed=0)
   assert features.shape == (4 * len(codes), 263) and np.isfinite(features).all()
+
+
+def test_cli_export_generate_caption(system, tmp_path, capsys):
+  from mgpt_jax import cli
+  tokenizer_dir, lm_dir, _, _ = system
+  bundle = str(tmp_path / "cli_bundle")
+  assert cli.main(["export", "--tokenizer-dir", tokenizer_dir, "--lm-dir", lm_dir,
+                   "--out", bundle]) == 0
+  assert cli.main(["export", "--tokenizer-dir", tokenizer_dir, "--lm-dir", lm_dir,
+                   "--out", bundle]) == 1  # no silent overwrite
+  assert "exists" in capsys.readouterr().err
+  out, gif, bvh = (str(tmp_path / name) for name in ("m.npy", "m.gif", "m.bvh"))
+  assert cli.main(["generate", bundle, "--text", "a person walks forward", "--seed", "1",
+                   "--out", out, "--render", gif, "--bvh", bvh]) == 0
+  features = np.load(out)
+  assert features.ndim == 2 and np.isfinite(features).all()
+  assert os.path.getsize(gif) > 0 and open(bvh).read().startswith("HIERARCHY")
+  assert cli.main(["generate", bundle, "--text", "a person jumps", "--num-samples", "2",
+                   "--out", str(tmp_path / "s.npy")]) == 0
+  assert (tmp_path / "s_0.npy").exists() and (tmp_path / "s_1.npy").exists()
+  capsys.readouterr()
+  assert cli.main(["caption", bundle, out]) == 0  # greedy: the API's caption, same weights
+  assert capsys.readouterr().out.strip() == system[3].motion_to_text([features])[0].strip()
+  assert cli.main(["caption", bundle, str(tmp_path / "missing.npy")]) == 1
