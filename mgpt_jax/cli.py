@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
 from tqdm import tqdm
 
 from mgpt_jax.data.formats import MotionDataError
@@ -183,8 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = commands.add_parser("caption", help="motion to text with a bundle")
   p.add_argument("bundle")
-  p.add_argument("motion", help="a features .npy file (T, 263) or (T, 251)")
+  p.add_argument("motion", help="features (T, D) or joints (T, J, 3) .npy")
   p.set_defaults(func=cmd_caption)
+
+  for name, text in (("predict", "continue the first 20 %% of a motion"),
+                     ("inbetween", "fill in the middle half of a motion")):
+    p = commands.add_parser(name, help=f"{text} with a bundle")
+    p.add_argument("bundle")
+    p.add_argument("motion", help="features (T, D) or joints (T, J, 3) .npy")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="features .npy of the completed motion")
+    p.add_argument("--render", default=None, help="a .gif or .mp4 animation")
+    p.add_argument("--bvh", default=None, help="a .bvh file of the 22-joint skeleton")
+    p.set_defaults(func=cmd_complete)
 
   p = commands.add_parser("quickstart", help="the main job on the embedded synthetic default")
   p.add_argument("--out", default="mgpt_quickstart")
@@ -242,12 +254,37 @@ def cmd_generate(args) -> int:
   return 0
 
 
-def cmd_caption(args) -> int:
+def _read_motion(path: str, system):
+  """Features (T, D) in dataset units, from a features file or a joints file (T, J, 3)."""
   from mgpt_jax.data import formats  # pylint: disable=g-import-not-at-top
+  from mgpt_jax.data.features import joints_to_features  # pylint: disable=g-import-not-at-top
+  from mgpt_jax.data.skeletons import get_skeleton  # pylint: disable=g-import-not-at-top
+  skeleton = get_skeleton(system.config["dataset"])
+  shape = formats.load_npy(path, header_only=True).shape
+  if len(shape) == 3:
+    joints = formats.load_joints(path, skeleton.num_joints)
+    return joints_to_features(joints, skeleton).astype(np.float32)
+  if len(shape) == 2:
+    return formats.load_features(path, skeleton.feature_dim)
+  raise MotionDataError(path, f"shape {shape}: expected features (T, {skeleton.feature_dim}) "
+                        f"or joints (T, {skeleton.num_joints}, 3)")
+
+
+def cmd_caption(args) -> int:
   from mgpt_jax.inference.motiongpt import MotionGPT  # pylint: disable=g-import-not-at-top
   system = MotionGPT.load(args.bundle)
-  features = formats.load_features(args.motion, int(system.config["feature_dim"]))
-  print(system.motion_to_text([features])[0])
+  print(system.motion_to_text([_read_motion(args.motion, system)])[0])
+  return 0
+
+
+def cmd_complete(args) -> int:
+  """`predict` and `inbetween`: a motion in, the completed motion out."""
+  from mgpt_jax.inference.motiongpt import MotionGPT  # pylint: disable=g-import-not-at-top
+  system = MotionGPT.load(args.bundle)
+  task = system.predict if args.command == "predict" else system.inbetween
+  features, codes = task([_read_motion(args.motion, system)], seed=args.seed)[0]
+  print(f"{len(codes)} codes, {len(features)} frames")
+  _save_outputs(features, args.out, args.render, args.bvh, float(system.config["fps"]))
   return 0
 
 
@@ -255,7 +292,7 @@ def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
   try:
     return args.func(args)
-  except (MotionDataError, FileNotFoundError, FileExistsError) as e:
+  except (MotionDataError, FileNotFoundError, FileExistsError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 import seqio
 import tensorflow as tf
 
+from mgpt_jax.lm import motion_span
 from tasks import templates as tpl
 from tasks import vocabulary
 
-PREDICTION_RATIO = 0.2
-INBETWEEN_RATIO = 0.25
+PREDICTION_RATIO = motion_span.PREDICTION_RATIO
+INBETWEEN_RATIO = motion_span.INBETWEEN_RATIO
 
 
 def motion_string(codes: tf.Tensor, num_codes: int) -> tf.Tensor:

@@ -12,10 +12,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from mgpt_jax.data.features import features_to_joints
+
 from mgpt_jax.inference import motiongpt as mg
 from mgpt_jax.inference.bundle import export_bundle, lm_functions
 from mgpt_jax.inference.lm_checkpoint import load_lm, save_lm
 from mgpt_jax.inference.tokenize_dataset import Tokenizer
+from mgpt_jax.lm import motion_span
 from mgpt_jax.lm.config import get_config
 from mgpt_jax.lm.sentencepiece_model import train_sentencepiece
 from mgpt_jax.lm.t5 import Transformer
@@ -175,3 +178,32 @@ def test_cli_export_generate_caption(system, tmp_path, capsys):
   assert cli.main(["caption", bundle, out]) == 0  # greedy: the API's caption, same weights
   assert capsys.readouterr().out.strip() == system[3].motion_to_text([features])[0].strip()
   assert cli.main(["caption", bundle, str(tmp_path / "missing.npy")]) == 1
+  # Prediction and in-between take features or joints; the prefix is the input's own codes.
+  longer = system[3].codes_to_features(np.arange(10, dtype=np.int32)[None] % 7)[0]
+  source_features, joints = str(tmp_path / "source.npy"), str(tmp_path / "joints.npy")
+  np.save(source_features, longer)
+  np.save(joints, features_to_joints(longer).astype(np.float32))
+  for command, source in (("predict", source_features), ("inbetween", source_features),
+                          ("predict", joints)):
+    done = str(tmp_path / f"{command}.npy")
+    assert cli.main([command, bundle, source, "--out", done, "--seed", "2"]) == 0, command
+    assert np.isfinite(np.load(done)).all()
+  np.save(str(tmp_path / "bad.npy"), np.zeros((5, 7), np.float32))
+  assert cli.main(["predict", bundle, str(tmp_path / "bad.npy"), "--out", done]) == 1
+  assert "263-d" in capsys.readouterr().err
+  np.save(str(tmp_path / "short.npy"), longer[:3])
+  assert cli.main(["predict", bundle, str(tmp_path / "short.npy"), "--out", done]) == 1
+  assert "expected >= 4" in capsys.readouterr().err
+
+
+def test_predict_keeps_the_prefix_and_inbetween_masks_the_middle(system):
+  model = system[3]
+  codes = np.arange(20, dtype=np.int32) % 7
+  (features, predicted), = model.predict([codes], seed=0, max_length=8)
+  np.testing.assert_array_equal(predicted[:4], codes[:4])  # floor(0.2 * 20) codes shown
+  assert len(features) == 4 * len(predicted)
+  masked = motion_span.masked_string(codes)
+  assert masked.count("<motion_id_514>") == 10  # codes 5..14 hidden, 5 kept on each side
+  assert masked.startswith("<motion_id_512><motion_id_0><motion_id_1>")
+  (_, filled), = model.inbetween([codes], seed=0, max_length=8)
+  assert filled.ndim == 1 and filled.size >= 1

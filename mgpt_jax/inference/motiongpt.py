@@ -34,6 +34,8 @@ EOS_ID, PAD_ID = 1, 0
 # tasks.templates.EVAL_TEMPLATES, copied: the bundle must not import the task registry.
 T2M_PROMPT = "Generate motion: {}"
 M2T_PROMPT = "Generate text: {}"
+PREDICT_PROMPT = "Predict motion: {}"
+INBETWEEN_PROMPT = "Complete the masked motion: {}"
 
 
 class BundleError(ValueError):
@@ -220,6 +222,22 @@ class MotionGPT:
     max_length = max_length or int(self.config["max_decode_length"])
     prompts = [T2M_PROMPT.format(text) for text in texts]
     answers = self.generate(prompts, max_length, np.random.default_rng(seed), top_k, temperature)
+    return self._motions(answers)
+
+  def _codes(self, motion, i: int) -> np.ndarray:
+    motion = np.asarray(motion)
+    if motion.ndim == 1 and np.issubdtype(motion.dtype, np.integer):
+      return motion
+    if motion.ndim == 2 and motion.shape[1] == self.mean.shape[0]:
+      usable = motion.shape[0] // self.frames_per_token * self.frames_per_token
+      if not usable:
+        raise ValueError(f"motion {i} has {motion.shape[0]} frames: expected >= "
+                         f"{self.frames_per_token}")
+      return self.features_to_codes(motion[None, :usable])[0]
+    raise ValueError(f"motion {i} of shape {motion.shape}, dtype {motion.dtype}: expected "
+                     f"features (T, {self.mean.shape[0]}) or integer codes (L,)")
+
+  def _motions(self, answers) -> list[tuple[np.ndarray, np.ndarray]]:
     results = []
     for ids in answers:
       codes = motion_span.ids_to_codes(ids, self.vocab)
@@ -229,22 +247,35 @@ class MotionGPT:
 
   def motion_to_text(self, motions: Sequence[np.ndarray], max_length: int = 40) -> list[str]:
     """A caption per motion, greedy; a motion is features (T, D) or codes (L,) int."""
-    prompts = []
-    for i, motion in enumerate(motions):
-      motion = np.asarray(motion)
-      if motion.ndim == 1 and np.issubdtype(motion.dtype, np.integer):
-        codes = motion
-      elif motion.ndim == 2 and motion.shape[1] == self.mean.shape[0]:
-        usable = motion.shape[0] // self.frames_per_token * self.frames_per_token
-        if not usable:
-          raise ValueError(f"motion {i} has {motion.shape[0]} frames: expected >= "
-                           f"{self.frames_per_token}")
-        codes = self.features_to_codes(motion[None, :usable])[0]
-      else:
-        raise ValueError(f"motion {i} of shape {motion.shape}, dtype {motion.dtype}: expected "
-                         f"features (T, {self.mean.shape[0]}) or integer codes (L,)")
-      prompts.append(M2T_PROMPT.format(motion_span.codes_to_string(codes)))
+    prompts = [M2T_PROMPT.format(motion_span.codes_to_string(self._codes(m, i)))
+               for i, m in enumerate(motions)]
     return [self.vocab.decode(ids).strip() for ids in self.generate(prompts, max_length)]
+
+  def predict(self, motions: Sequence[np.ndarray], seed: int = 0, max_length: int | None = None,
+              top_k: int = 50, temperature: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first 20 % of each motion continued: (features, codes) of prefix + continuation.
+
+    The prefix is the given motion's own codes (the reference's evaluation compares the
+    continuation alone with the ground truth from frame 0, its quirk §11.3)."""
+    max_length = max_length or int(self.config["max_decode_length"])
+    prefixes = [motion_span.prediction_prompt_codes(self._codes(m, i))
+                for i, m in enumerate(motions)]
+    prompts = [PREDICT_PROMPT.format(motion_span.codes_to_string(p)) for p in prefixes]
+    answers = self.generate(prompts, max_length, np.random.default_rng(seed), top_k, temperature)
+    results = []
+    for prefix, (_, continuation) in zip(prefixes, self._motions(answers)):
+      codes = np.concatenate([prefix, continuation]).astype(np.int32)
+      results.append((self.codes_to_features(codes[None])[0], codes))
+    return results
+
+  def inbetween(self, motions: Sequence[np.ndarray], seed: int = 0, max_length: int | None = None,
+                top_k: int = 50, temperature: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each motion's middle half filled in: the model's whole answer (as the reference)."""
+    max_length = max_length or int(self.config["max_decode_length"])
+    prompts = [INBETWEEN_PROMPT.format(motion_span.masked_string(self._codes(m, i)))
+               for i, m in enumerate(motions)]
+    answers = self.generate(prompts, max_length, np.random.default_rng(seed), top_k, temperature)
+    return self._motions(answers)
 
 
 def _sample(logits: np.ndarray, rng: np.random.Generator, top_k: int, temperature: float):

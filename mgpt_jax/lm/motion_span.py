@@ -53,6 +53,35 @@ def _check_codes(codes, num_codes: int) -> np.ndarray:
   return array.astype(np.int64)
 
 
+# Motion prediction shows the first 20 % of the codes; in-between keeps the first and last 25 %
+# (reference ABLATION predict_ratio / inbetween_ratio).
+PREDICTION_RATIO = 0.2
+INBETWEEN_RATIO = 0.25
+MASK_STRING = f"<motion_id_{MASK}>"
+
+
+def split_point(length: int, ratio: float) -> int:
+  """floor(length * ratio): the reference's int(length * ratio + 1) - 1."""
+  return int(np.floor(length * ratio))
+
+
+def prediction_prompt_codes(codes: Sequence[int]) -> np.ndarray:
+  """The codes a prediction prompt shows: the first floor(0.2 L)."""
+  codes = np.asarray(codes)
+  return codes[:split_point(len(codes), PREDICTION_RATIO)]
+
+
+def masked_string(codes: Sequence[int]) -> str:
+  """The in-between prompt's span: head and tail kept, the middle half as mask tokens."""
+  codes = np.asarray(codes)
+  head = split_point(len(codes), INBETWEEN_RATIO)
+  tail = split_point(len(codes), 1 - INBETWEEN_RATIO)
+  inner = "".join(f"<motion_id_{int(c)}>" for c in codes[:head])
+  inner += MASK_STRING * (tail - head)
+  inner += "".join(f"<motion_id_{int(c)}>" for c in codes[tail:])
+  return SOM_STRING + inner + EOM_STRING
+
+
 def codes_to_ids(codes: Sequence[int], vocab_or_offset: VocabOrOffset) -> np.ndarray:
   """[som, offset + c0, ..., offset + cn, eom] as int32 ids."""
   offset, num_codes = _layout(vocab_or_offset)
