@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -198,6 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bvh", default=None, help="a .bvh file of the 22-joint skeleton")
     p.set_defaults(func=cmd_complete)
 
+  p = commands.add_parser("batch", help="answer a prompt file in the official demo formats")
+  p.add_argument("bundle")
+  p.add_argument("prompts", help="one prompt per line; motion tasks end with #<motion .npy>")
+  p.add_argument("--out-dir", required=True, help="motions as <line>.npy, all answers.jsonl")
+  p.add_argument("--motion-dir", default=None,
+                 help="where to find motions whose path does not exist, by file name")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--render", action="store_true", help="also a GIF per motion answer")
+  p.set_defaults(func=cmd_batch)
+
   p = commands.add_parser("quickstart", help="the main job on the embedded synthetic default")
   p.add_argument("--out", default="mgpt_quickstart")
   p.add_argument("--num-motions", type=int, default=400)
@@ -286,6 +297,54 @@ def cmd_complete(args) -> int:
   print(f"{len(codes)} codes, {len(features)} frames")
   _save_outputs(features, args.out, args.render, args.bvh, float(system.config["fps"]))
   return 0
+
+
+def cmd_batch(args) -> int:
+  """Every line of a demo prompt file: motions to OUT_DIR/<line>.npy, texts to answers.jsonl."""
+  import json  # pylint: disable=g-import-not-at-top
+  from mgpt_jax import atomic_io  # pylint: disable=g-import-not-at-top
+  from mgpt_jax.inference import prompts  # pylint: disable=g-import-not-at-top
+  from mgpt_jax.inference.motiongpt import MotionGPT  # pylint: disable=g-import-not-at-top
+  system = MotionGPT.load(args.bundle)
+  lines, texts, skipped = prompts.read_prompt_file(args.prompts), [], []
+  for item in lines:
+    try:
+      codes = None
+      if item.motion_path:
+        motion = _read_motion(prompts.find_motion(item.motion_path, args.motion_dir), system)
+        codes = system.motion_codes(motion, item.line)
+      texts.append((item, prompts.fill(item.template, codes)))
+    except (MotionDataError, FileNotFoundError, ValueError) as e:
+      skipped.append(f"line {item.line}: {e}")
+  os.makedirs(args.out_dir, exist_ok=True)
+  rng = np.random.default_rng(args.seed)
+  records = []
+  for item, text in tqdm(texts, desc="prompts", file=sys.stderr):
+    try:
+      ids = system.generate([text], int(system.config["max_decode_length"]), rng)[0]
+    except ValueError as e:  # e.g. longer than the bundle's encoder takes
+      skipped.append(f"line {item.line}: {e}")
+      continue
+    record = {"line": item.line, "prompt": text}
+    if system.vocab.som_id in ids:  # a motion answer
+      (features, codes), = system.answers_to_motions([ids])
+      record["motion"] = os.path.join(args.out_dir, f"{item.line:04d}.npy")
+      atomic_io.save_npy(record["motion"], features)
+      if args.render:
+        from mgpt_jax.data.features import features_to_joints  # pylint: disable=g-import-not-at-top
+        from mgpt_jax.inference.render import render_motion  # pylint: disable=g-import-not-at-top
+        record["render"] = record["motion"][:-4] + ".gif"
+        render_motion(features_to_joints(features), record["render"],
+                      fps=float(system.config["fps"]))
+    else:
+      record["text"] = system.vocab.decode(ids).strip()
+    records.append(record)
+  atomic_io.write_text(os.path.join(args.out_dir, "answers.jsonl"),
+                       "".join(json.dumps(r) + "\n" for r in records))
+  print(f"answered {len(records)} of {len(lines)} prompts into {args.out_dir}")
+  for reason in skipped:
+    print(f"skipped {reason}", file=sys.stderr)
+  return 0 if records else 1
 
 
 def main(argv=None) -> int:

@@ -207,3 +207,45 @@ def test_predict_keeps_the_prefix_and_inbetween_masks_the_middle(system):
   assert masked.startswith("<motion_id_512><motion_id_0><motion_id_1>")
   (_, filled), = model.inbetween([codes], seed=0, max_length=8)
   assert filled.ndim == 1 and filled.size >= 1
+
+
+def test_the_official_demo_prompt_files_parse(shared_data):
+  from mgpt_jax.inference import prompts
+  files = {name: prompts.read_prompt_file(os.path.join(shared_data, "prompts", f"{name}.txt"))
+           for name in ("t2m", "m2t", "pred", "inbetween")}
+  assert {name: len(lines) for name, lines in files.items()} == {
+      "t2m": 50, "m2t": 50, "pred": 10, "inbetween": 50}
+  assert all(line.motion_path is None for line in files["t2m"])
+  assert all(line.motion_path.endswith(".npy") for line in files["inbetween"])
+
+
+def test_batch_answers_a_prompt_file(system, tmp_path, capsys):
+  from mgpt_jax import cli
+  motion_dir = tmp_path / "motions"
+  motion_dir.mkdir()
+  longer = system[3].codes_to_features(np.arange(8, dtype=np.int32)[None] % 5)[0]
+  np.save(motion_dir / "000042.npy", longer)
+  demo = tmp_path / "demo.txt"
+  demo.write_text("Show me a person waving.\n\n"
+                  "Explain <motion>.#/far/away/000042.npy\n"
+                  "Predict motion: <Motion_Placeholder_s1>#datasets/h/000042.npy\n"
+                  "Complete the masked motion: <Motion_Placeholder_Masked>#/x/missing.npy\n")
+  out = tmp_path / "answers"
+  assert cli.main(["batch", system[2], str(demo), "--out-dir", str(out), "--motion-dir",
+                   str(motion_dir), "--seed", "3"]) == 0
+  captured = capsys.readouterr()
+  assert "answered 3 of 4 prompts" in captured.out
+  assert "line 5" in captured.err and "missing.npy" in captured.err  # skipped, with why
+  records = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+  assert [r["line"] for r in records] == [1, 3, 4]
+  prediction = records[2]["prompt"]
+  assert prediction.startswith("Predict motion: <motion_id_512>")
+  assert prediction.count("><") == 2  # som + floor(0.2 * 8) = 1 code + eom
+  for record in records:
+    assert ("motion" in record) != ("text" in record)
+    if "motion" in record:
+      assert np.isfinite(np.load(record["motion"])).all()
+  bad = tmp_path / "bad.txt"
+  bad.write_text("Describe this.#/x/000042.npy\n")
+  assert cli.main(["batch", system[2], str(bad), "--out-dir", str(out)]) == 1
+  assert "bad.txt:1" in capsys.readouterr().err

@@ -222,9 +222,10 @@ class MotionGPT:
     max_length = max_length or int(self.config["max_decode_length"])
     prompts = [T2M_PROMPT.format(text) for text in texts]
     answers = self.generate(prompts, max_length, np.random.default_rng(seed), top_k, temperature)
-    return self._motions(answers)
+    return self.answers_to_motions(answers)
 
-  def _codes(self, motion, i: int) -> np.ndarray:
+  def motion_codes(self, motion, i: int = 0) -> np.ndarray:
+    """Codes (L,) of features (T, D) in dataset units, or integer codes as they are."""
     motion = np.asarray(motion)
     if motion.ndim == 1 and np.issubdtype(motion.dtype, np.integer):
       return motion
@@ -237,7 +238,8 @@ class MotionGPT:
     raise ValueError(f"motion {i} of shape {motion.shape}, dtype {motion.dtype}: expected "
                      f"features (T, {self.mean.shape[0]}) or integer codes (L,)")
 
-  def _motions(self, answers) -> list[tuple[np.ndarray, np.ndarray]]:
+  def answers_to_motions(self, answers) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(features, codes) of each answer's motion span ([0] where it has none)."""
     results = []
     for ids in answers:
       codes = motion_span.ids_to_codes(ids, self.vocab)
@@ -247,7 +249,7 @@ class MotionGPT:
 
   def motion_to_text(self, motions: Sequence[np.ndarray], max_length: int = 40) -> list[str]:
     """A caption per motion, greedy; a motion is features (T, D) or codes (L,) int."""
-    prompts = [M2T_PROMPT.format(motion_span.codes_to_string(self._codes(m, i)))
+    prompts = [M2T_PROMPT.format(motion_span.codes_to_string(self.motion_codes(m, i)))
                for i, m in enumerate(motions)]
     return [self.vocab.decode(ids).strip() for ids in self.generate(prompts, max_length)]
 
@@ -258,12 +260,12 @@ class MotionGPT:
     The prefix is the given motion's own codes (the reference's evaluation compares the
     continuation alone with the ground truth from frame 0, its quirk §11.3)."""
     max_length = max_length or int(self.config["max_decode_length"])
-    prefixes = [motion_span.prediction_prompt_codes(self._codes(m, i))
+    prefixes = [motion_span.prediction_prompt_codes(self.motion_codes(m, i))
                 for i, m in enumerate(motions)]
     prompts = [PREDICT_PROMPT.format(motion_span.codes_to_string(p)) for p in prefixes]
     answers = self.generate(prompts, max_length, np.random.default_rng(seed), top_k, temperature)
     results = []
-    for prefix, (_, continuation) in zip(prefixes, self._motions(answers)):
+    for prefix, (_, continuation) in zip(prefixes, self.answers_to_motions(answers)):
       codes = np.concatenate([prefix, continuation]).astype(np.int32)
       results.append((self.codes_to_features(codes[None])[0], codes))
     return results
@@ -272,10 +274,10 @@ class MotionGPT:
                 top_k: int = 50, temperature: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each motion's middle half filled in: the model's whole answer (as the reference)."""
     max_length = max_length or int(self.config["max_decode_length"])
-    prompts = [INBETWEEN_PROMPT.format(motion_span.masked_string(self._codes(m, i)))
+    prompts = [INBETWEEN_PROMPT.format(motion_span.masked_string(self.motion_codes(m, i)))
                for i, m in enumerate(motions)]
     answers = self.generate(prompts, max_length, np.random.default_rng(seed), top_k, temperature)
-    return self._motions(answers)
+    return self.answers_to_motions(answers)
 
 
 def _sample(logits: np.ndarray, rng: np.random.Generator, top_k: int, temperature: float):
