@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--out", default=None, help="features .npy (numbered when several samples)")
   p.add_argument("--render", default=None, help="a .gif or .mp4 animation")
   p.add_argument("--bvh", default=None, help="a .bvh file of the 22-joint skeleton")
+  p.add_argument("--as-joints", action="store_true", help="--out holds joints (T, J, 3)")
   p.set_defaults(func=cmd_generate)
 
   p = commands.add_parser("caption", help="motion to text with a bundle")
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="features .npy of the completed motion")
     p.add_argument("--render", default=None, help="a .gif or .mp4 animation")
     p.add_argument("--bvh", default=None, help="a .bvh file of the 22-joint skeleton")
+    p.add_argument("--as-joints", action="store_true", help="--out holds joints (T, J, 3)")
     p.set_defaults(func=cmd_complete)
 
   p = commands.add_parser("batch", help="answer a prompt file in the official demo formats")
@@ -227,14 +229,15 @@ def cmd_export(args) -> int:
   return 0
 
 
-def _save_outputs(features, out, render, bvh, fps) -> None:
+def _save_outputs(features, out, render, bvh, fps, as_joints=False) -> None:
   from mgpt_jax import atomic_io  # pylint: disable=g-import-not-at-top
   from mgpt_jax.data.features import features_to_joints  # pylint: disable=g-import-not-at-top
+  joints = features_to_joints(features) if (render or bvh or as_joints) else None
   if out:
-    atomic_io.save_npy(out, features)
-    print(f"wrote features {features.shape} to {out}")
+    array = joints.astype(np.float32) if as_joints else features
+    atomic_io.save_npy(out, array)
+    print(f"wrote {'joints' if as_joints else 'features'} {array.shape} to {out}")
   if render or bvh:
-    joints = features_to_joints(features)
     if render:
       from mgpt_jax.inference.render import render_motion  # pylint: disable=g-import-not-at-top
       render_motion(joints, render, fps=fps)
@@ -261,7 +264,7 @@ def cmd_generate(args) -> int:
     print(f"sample {k}: {len(codes)} codes, {len(features)} frames ({len(features) / fps:.1f} s)")
     _save_outputs(features, _numbered(args.out, k, len(results)),
                   _numbered(args.render, k, len(results)), _numbered(args.bvh, k, len(results)),
-                  fps)
+                  fps, args.as_joints)
   return 0
 
 
@@ -295,7 +298,8 @@ def cmd_complete(args) -> int:
   task = system.predict if args.command == "predict" else system.inbetween
   features, codes = task([_read_motion(args.motion, system)], seed=args.seed)[0]
   print(f"{len(codes)} codes, {len(features)} frames")
-  _save_outputs(features, args.out, args.render, args.bvh, float(system.config["fps"]))
+  _save_outputs(features, args.out, args.render, args.bvh, float(system.config["fps"]),
+                args.as_joints)
   return 0
 
 

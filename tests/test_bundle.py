@@ -188,6 +188,8 @@ def test_cli_export_generate_caption(system, tmp_path, capsys):
     done = str(tmp_path / f"{command}.npy")
     assert cli.main([command, bundle, source, "--out", done, "--seed", "2"]) == 0, command
     assert np.isfinite(np.load(done)).all()
+  assert cli.main(["inbetween", bundle, joints, "--out", done, "--as-joints"]) == 0
+  assert np.load(done).shape[1:] == (22, 3)
   np.save(str(tmp_path / "bad.npy"), np.zeros((5, 7), np.float32))
   assert cli.main(["predict", bundle, str(tmp_path / "bad.npy"), "--out", done]) == 1
   assert "263-d" in capsys.readouterr().err

@@ -122,3 +122,22 @@ def test_batches_are_a_function_of_the_step(tokens_dir):
     assert packed[0]["encoder_segment_ids"].max() > 1  # several examples share a row
   finally:
     gin.clear_config()
+
+
+def test_trained_system_exports_and_runs_all_four_tasks(stage2, tokens_dir, tmp_path):
+  from mgpt_jax.inference.bundle import export_bundle
+  from mgpt_jax.inference.motiongpt import MotionGPT
+  tokenizer_dir = os.path.join(os.path.dirname(tokens_dir), "tokenizer")
+  bundle = export_bundle(tokenizer_dir, stage2[0], str(tmp_path / "bundle"),
+                         max_input_length=96, max_decode_length=64)
+  system = MotionGPT.load(bundle)
+  (features, codes), = system.text_to_motion(["a person walks forward"], seed=0)
+  assert features.shape == (4 * len(codes), 263) and np.isfinite(features).all()
+  motion = np.load(os.path.join(tokens_dir, "TOKENS", sorted(os.listdir(
+      os.path.join(tokens_dir, "TOKENS")))[0]))[0]
+  caption, = system.motion_to_text([motion])
+  assert isinstance(caption, str)
+  (_, predicted), = system.predict([motion], seed=0)
+  np.testing.assert_array_equal(predicted[:len(motion) // 5], motion[:len(motion) // 5])
+  (filled, _), = system.inbetween([motion], seed=0)
+  assert np.isfinite(filled).all()
