@@ -95,6 +95,14 @@ def cmd_quickstart(args) -> int:
                         tokenizer_steps=args.tokenizer_steps, lm_steps=args.lm_steps)
 
 
+def _motion_outputs(p: argparse.ArgumentParser, required: bool) -> None:
+  p.add_argument("--out", required=required,
+                 help="features .npy of the motion (numbered when several samples)")
+  p.add_argument("--render", default=None, help="a .gif or .mp4 animation")
+  p.add_argument("--bvh", default=None, help="a .bvh file of the 22-joint skeleton")
+  p.add_argument("--as-joints", action="store_true", help="--out holds joints (T, J, 3)")
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="mgpt", description="MotionGPT on JAX: data, training, "
                                    "inference and evaluation.")
@@ -178,10 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--text", required=True)
   p.add_argument("--num-samples", type=int, default=1)
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--out", default=None, help="features .npy (numbered when several samples)")
-  p.add_argument("--render", default=None, help="a .gif or .mp4 animation")
-  p.add_argument("--bvh", default=None, help="a .bvh file of the 22-joint skeleton")
-  p.add_argument("--as-joints", action="store_true", help="--out holds joints (T, J, 3)")
+  _motion_outputs(p, required=False)
   p.set_defaults(func=cmd_generate)
 
   p = commands.add_parser("caption", help="motion to text with a bundle")
@@ -195,10 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle")
     p.add_argument("motion", help="features (T, D) or joints (T, J, 3) .npy")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="features .npy of the completed motion")
-    p.add_argument("--render", default=None, help="a .gif or .mp4 animation")
-    p.add_argument("--bvh", default=None, help="a .bvh file of the 22-joint skeleton")
-    p.add_argument("--as-joints", action="store_true", help="--out holds joints (T, J, 3)")
+    _motion_outputs(p, required=True)
     p.set_defaults(func=cmd_complete)
 
   p = commands.add_parser("batch", help="answer a prompt file in the official demo formats")
