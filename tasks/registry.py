@@ -20,6 +20,8 @@ from tasks import preprocessors, span_corruption, templates
 from tasks.sources import MotionTokenSource
 from tasks.vocabulary import motion_vocabulary
 
+# Registered dataset name -> the skeleton its features use.
+DATASETS = {"humanml3d": "humanml3d", "kit_ml": "kit", "synthetic": "humanml3d"}
 SUPERVISED = templates.PRETRAIN_SUBTASKS
 SPAN_TASKS = ("text_span", "motion_span")
 # The source shuffles every entry of a split each epoch; seqio's buffer after preprocessing
@@ -111,5 +113,3 @@ def register_dataset(dataset: str, skeleton: str) -> None:
   seqio.MixtureRegistry.add(task_name(dataset, "instruct"),
                             [(t, instruct_rates) for t in instruct])
 
-
-DATASETS = {"humanml3d": "humanml3d", "kit_ml": "kit", "synthetic": "humanml3d"}
