@@ -25,7 +25,7 @@ from absl import logging
 from mgpt_jax.data import formats
 from mgpt_jax.data.skeletons import get_skeleton
 
-TOKENS_DIR = "TOKENS"
+TOKENS_DIR = formats.TOKENS_DIR
 FRAMES_PER_TOKEN = 4  # the tokenizer's temporal downsampling (reference: down_t 2 = x4)
 SPLITS = {"train": "train", "validation": "val", "test": "test"}  # seqio name -> split file
 _REPORTED_SKIPS = 10

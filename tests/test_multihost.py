@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from mgpt_jax import train
-from mgpt_jax.data import formats
 from mgpt_jax.data.synthetic import write_dataset
+from mgpt_jax.data.synthetic.stand_in_tokens import write_stand_in_tokens
 from mgpt_jax.lm.config import get_config
 from mgpt_jax.models.t5_model import EncoderDecoderModel
 from mgpt_jax.training import distributed
@@ -171,17 +171,10 @@ def seqio_root(tmp_path_factory) -> str:
   """A small synthetic dataset with stand-in TOKENS/ for every entry and its SentencePiece
   model, trained here once so that the workers only read it."""
   import tasks  # pylint: disable=import-outside-toplevel  (registers the seqio tasks)
-  from tasks import sources  # pylint: disable=import-outside-toplevel
 
   root = str(tmp_path_factory.mktemp("multihost") / "synthetic")
   write_dataset(root, 40, seed=0, progress=False, workers=1)
-  dataset = formats.MotionDataset(root, "humanml3d")
-  os.makedirs(os.path.join(root, sources.TOKENS_DIR))
-  rng = np.random.default_rng(0)
-  for split in ("train", "val", "test"):
-    for entry in dataset.entries(split).entries:
-      tokens = rng.integers(0, NUM_CODES, (1, entry.length // 4)).astype(np.int32)
-      np.save(os.path.join(root, sources.TOKENS_DIR, entry.name + ".npy"), tokens)
+  write_stand_in_tokens(root, NUM_CODES)
   tasks.vocabulary.dataset_sentencepiece(root, SPM_VOCAB_SIZE)
   return root
 

@@ -8,13 +8,12 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 pytest.importorskip("t5x")
 
-from mgpt_jax.data import formats  # noqa: E402
 from mgpt_jax.data.synthetic import write_dataset  # noqa: E402
+from mgpt_jax.data.synthetic.stand_in_tokens import write_stand_in_tokens  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 600
@@ -25,13 +24,7 @@ def data_dir(tmp_path_factory):
   """A small synthetic dataset with stand-in stage-1 tokens (T5X needs only their shapes)."""
   root = str(tmp_path_factory.mktemp("t5x") / "data")
   write_dataset(root, 40, seed=5, progress=False)
-  os.makedirs(os.path.join(root, "TOKENS"))
-  rng = np.random.default_rng(0)
-  dataset = formats.MotionDataset(root, "humanml3d")
-  for split in formats.SPLITS:
-    for entry in dataset.entries(split).entries:
-      codes = rng.integers(0, 128, (1, entry.length // 4)).astype(np.int32)
-      np.save(os.path.join(root, "TOKENS", entry.name + ".npy"), codes)
+  write_stand_in_tokens(root)
   return root
 
 

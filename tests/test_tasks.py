@@ -15,6 +15,7 @@ import tensorflow as tf
 import tasks  # noqa: F401  (registration)
 from mgpt_jax.data import formats
 from mgpt_jax.data.synthetic import write_dataset
+from mgpt_jax.data.synthetic.stand_in_tokens import write_stand_in_tokens
 from tasks import preprocessors, registry, sources, span_corruption, templates, vocabulary
 from tasks.sources import MotionTokenSource
 
@@ -30,18 +31,14 @@ def data(tmp_path_factory):
   """The dataset: entries of every split with tokens; one train entry lacks its token file."""
   root = str(tmp_path_factory.mktemp("tasks") / "synthetic")
   write_dataset(root, 40, seed=0, progress=False, workers=1)
+  written = write_stand_in_tokens(root, NUM_CODES)
   dataset = formats.MotionDataset(root, "humanml3d")
-  os.makedirs(os.path.join(root, sources.TOKENS_DIR))
-  rng = np.random.default_rng(0)
   codes, captions, ids = {}, {}, {}
   for split, split_file in SPLITS.items():
-    ids[split] = set()
+    ids[split] = set(written[split_file])
     for entry in dataset.entries(split_file).entries:
-      tokens = rng.integers(0, NUM_CODES, (1, entry.length // 4)).astype(np.int32)
-      np.save(os.path.join(root, sources.TOKENS_DIR, entry.name + ".npy"), tokens)
-      codes[entry.name] = tokens[0].tolist()
+      codes[entry.name] = written[split_file][entry.name].tolist()
       captions[entry.name] = [c.text for c in entry.captions]
-      ids[split].add(entry.name)
   all_train = set(ids["train"])
   missing = sorted(ids["train"])[0]
   os.remove(os.path.join(root, sources.TOKENS_DIR, missing + ".npy"))

@@ -35,8 +35,8 @@ import jax
 import numpy as np
 
 import tasks  # noqa: F401  (registers the mixtures)
-from mgpt_jax.data import formats
 from mgpt_jax.data.synthetic import write_dataset
+from mgpt_jax.data.synthetic.stand_in_tokens import write_stand_in_tokens
 from mgpt_jax.lm.config import get_config
 from mgpt_jax.models.t5_model import EncoderDecoderModel
 from mgpt_jax.training import optimizers
@@ -57,17 +57,8 @@ def progress(message: str) -> None:
 def synthetic_dataset(root: str, num_motions: int) -> int:
   """A synthetic dataset with random stand-in tokens for every entry of every split."""
   write_dataset(root, num_motions, seed=0, progress=False)
-  dataset = formats.MotionDataset(root, "humanml3d")
-  tokens = os.path.join(root, sources.TOKENS_DIR)
-  os.makedirs(tokens)
-  rng = np.random.default_rng(0)
-  count = 0
-  for split in formats.SPLITS:
-    for entry in dataset.entries(split).entries:
-      codes = rng.integers(0, FAKE_CODES, (1, entry.length // sources.FRAMES_PER_TOKEN))
-      np.save(os.path.join(tokens, entry.name + ".npy"), codes.astype(np.int32))
-      count += 1
-  return count
+  written = write_stand_in_tokens(root, FAKE_CODES, frames_per_token=sources.FRAMES_PER_TOKEN)
+  return sum(len(entries) for entries in written.values())
 
 
 def bind_data(dataset: str, root: str, sentencepiece: str | None) -> None:

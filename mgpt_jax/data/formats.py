@@ -26,6 +26,7 @@ from mgpt_jax.data.skeletons import Skeleton, get_skeleton
 FEATURES_DIR = "new_joint_vecs"
 JOINTS_DIR = "new_joints"
 TEXTS_DIR = "texts"
+TOKENS_DIR = "TOKENS"  # stage-1 codes per entry, (1, L) int32, as the reference's loader reads
 SPLITS = ("train", "val", "test")
 _SPLIT_ALIASES = {"validation": "val", "valid": "val"}
 MAX_EXCLUSIVE_LEN = 200  # clips are kept when min_motion_len <= T < 200

@@ -23,7 +23,7 @@ from mgpt_jax.data.stats import Normalizer
 from mgpt_jax.inference.checkpoint import read_variables
 from mgpt_jax.tokenizer.vqvae import MotionVQVAE, VQConfig
 
-TOKENS_DIR = "TOKENS"
+TOKENS_DIR = formats.TOKENS_DIR
 
 
 class Tokenizer:
