@@ -29,10 +29,14 @@ setup(
         "scipy>=1.11,<2",
         "matplotlib>=3.8,<4",
         "tqdm>=4.66,<5",
+        "pycocoevalcap>=1.2,<1.3",  # the MS-COCO caption scorers (BLEU, ROUGE-L, CIDEr) for M2T
     ],
     extras_require={
         # torch 2.13.0 is pinned so pip takes the local CPU build and never a CUDA one.
-        "test": ["pytest>=8", "transformers>=4.46,<6", "safetensors>=0.4", "torch==2.13.0"],
+        "test": ["pytest>=8", "transformers>=4.46,<6", "safetensors>=0.4", "torch==2.13.0",
+                 "bert-score>=0.3.13,<0.4"],
+        # BERTScore for M2T; its model (roberta-large) must be downloaded separately.
+        "eval": ["bert-score>=0.3.13,<0.4"],
         # t5x is not on PyPI: pip install "t5x @ git+https://github.com/google-research/t5x"
         "t5x": [],
     },
