@@ -92,7 +92,56 @@ def cmd_train(args) -> int:
 def cmd_quickstart(args) -> int:
   from mgpt_jax import quickstart  # pylint: disable=g-import-not-at-top
   return quickstart.run(args.out, num_motions=args.num_motions, seed=args.seed,
-                        tokenizer_steps=args.tokenizer_steps, lm_steps=args.lm_steps)
+                        tokenizer_steps=args.tokenizer_steps, lm_steps=args.lm_steps,
+                        evaluator_steps=args.evaluator_steps, replications=args.replications,
+                        mm_texts=args.mm_texts, mm_repeats=args.mm_repeats)
+
+
+def cmd_eval(args) -> int:
+  from mgpt_jax.eval.protocol import bundle_eval, tasks  # pylint: disable=g-import-not-at-top
+  out = args.json or f"eval_{args.task}.json"
+  if args.task == "semantic":
+    from mgpt_jax.eval import semantic_eval  # pylint: disable=g-import-not-at-top
+    record = semantic_eval.evaluate_bundle(args.bundle, args.data, args.split, args.seed,
+                                           out_json=out)
+  else:
+    settings = tasks.Settings(mm_texts=args.mm_texts, mm_repeats=args.mm_repeats,
+                              mm_times=min(10, args.mm_repeats), batch_size=args.batch_size,
+                              bert_score_model=args.bert_score_model)
+    record = bundle_eval.evaluate_bundle(
+        args.bundle, args.data, args.evaluator, args.task, args.replications, args.seed,
+        settings, args.split, args.spacy_model, args.max_entries, out_json=out)
+  print(record["table"])
+  for note in record.get("notes", []):
+    print(f"note: {note}")
+  print(f"wrote {os.path.abspath(out)}")
+  return 0
+
+
+EVALUATOR_SIZES = {"t2m": {}, "tiny": {"word_dim": 64, "text_hidden": 64, "motion_hidden": 128,
+                                      "movement_hidden": 64, "movement_latent": 64,
+                                      "embed_dim": 64}}
+
+
+def cmd_evaluator_train(args) -> int:
+  from mgpt_jax.eval.evaluator import train  # pylint: disable=g-import-not-at-top
+  settings = train.TrainSettings(steps=args.steps, batch_size=args.batch_size,
+                                 learning_rate=args.learning_rate, seed=args.seed)
+  result = train.train_evaluator(args.data, args.out, args.dataset, EVALUATOR_SIZES[args.size],
+                                 settings, logdir=os.path.join(args.out + "_logs"))
+  print(f"trained the evaluator in {result['seconds']:.0f} s; validation (ground truth): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in result["validation"].items()))
+  print(f"wrote {args.out}")
+  return 0
+
+
+def cmd_evaluator_import(args) -> int:
+  from mgpt_jax.eval.evaluator import importer  # pylint: disable=g-import-not-at-top
+  out = importer.import_t2m_evaluator(args.checkpoint, args.glove_dir, args.stats_dir, args.out,
+                                      dataset=args.dataset, pack_motion=not args.unpacked,
+                                      overwrite=args.overwrite)
+  print(f"wrote the evaluator {out}")
+  return 0
 
 
 def _motion_outputs(p: argparse.ArgumentParser, required: bool) -> None:
@@ -213,12 +262,59 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--render", action="store_true", help="also a GIF per motion answer")
   p.set_defaults(func=cmd_batch)
 
+  p = commands.add_parser("eval", help="the paper's evaluation protocol for a bundle")
+  p.add_argument("--bundle", required=True)
+  p.add_argument("--data", required=True, help="the dataset directory (its test split is used)")
+  p.add_argument("--evaluator", required=True, help="an evaluator directory (mgpt evaluator ...)")
+  p.add_argument("--task", required=True,
+                 choices=("t2m", "m2t", "pred", "inbetween", "recon", "semantic"))
+  p.add_argument("--replications", type=int, default=20)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--split", default="test")
+  p.add_argument("--json", default=None, help="default: eval_<task>.json")
+  p.add_argument("--max-entries", type=int, default=None, help="an even spread of the split")
+  p.add_argument("--mm-texts", type=int, default=100, help="MultiModality texts (0: skip)")
+  p.add_argument("--mm-repeats", type=int, default=30, help="MultiModality samples per text")
+  p.add_argument("--batch-size", type=int, default=32)
+  p.add_argument("--bert-score-model", default=None, help="a local model for BERTScore")
+  p.add_argument("--spacy-model", default=None,
+                 help="tag generated captions with spaCy (default: the dataset's own lexicon)")
+  p.set_defaults(func=cmd_eval)
+
+  evaluator = commands.add_parser("evaluator", help="the T2M text-motion matching evaluator")
+  evaluator = evaluator.add_subparsers(dest="evaluator_command", required=True)
+  p = evaluator.add_parser("train", help="train it with its contrastive objective on a dataset")
+  p.add_argument("--data", required=True)
+  p.add_argument("--out", required=True)
+  p.add_argument("--dataset", choices=DATASETS, default="humanml3d")
+  p.add_argument("--steps", type=int, default=3000)
+  p.add_argument("--batch-size", type=int, default=32)
+  p.add_argument("--learning-rate", type=float, default=1e-4)
+  p.add_argument("--size", choices=("t2m", "tiny"), default="t2m",
+                 help="t2m: the released sizes; tiny: small GRUs for the synthetic data")
+  p.add_argument("--seed", type=int, default=0)
+  p.set_defaults(func=cmd_evaluator_train)
+  p = evaluator.add_parser("import", help="the official PyTorch evaluator + GloVe, no pickles run")
+  p.add_argument("--checkpoint", required=True, help="text_mot_match/model/finest.tar")
+  p.add_argument("--glove-dir", required=True, help="with our_vab_{data.npy,words.pkl,idx.pkl}")
+  p.add_argument("--stats-dir", required=True, help="with the evaluator's mean.npy / std.npy")
+  p.add_argument("--out", required=True)
+  p.add_argument("--dataset", choices=DATASETS, default="humanml3d")
+  p.add_argument("--unpacked", action="store_true",
+                 help="run the motion GRU over the padding, as MotionGPT's code does (§11.5)")
+  p.add_argument("--overwrite", action="store_true")
+  p.set_defaults(func=cmd_evaluator_import)
+
   p = commands.add_parser("quickstart", help="the main job on the embedded synthetic default")
   p.add_argument("--out", default="mgpt_quickstart")
   p.add_argument("--num-motions", type=int, default=400)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--tokenizer-steps", type=int, default=1000)
   p.add_argument("--lm-steps", type=int, default=300, help="steps of stage 2 and of stage 3")
+  p.add_argument("--evaluator-steps", type=int, default=1500)
+  p.add_argument("--replications", type=int, default=3, help="of the evaluation protocol")
+  p.add_argument("--mm-texts", type=int, default=10, help="MultiModality texts (0: skip)")
+  p.add_argument("--mm-repeats", type=int, default=10, help="MultiModality samples per text")
   p.set_defaults(func=cmd_quickstart)
   return parser
 

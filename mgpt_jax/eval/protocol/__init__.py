@@ -1,0 +1,1 @@
+"""The paper's evaluation protocol over a bundle: samples, per-task metrics, reports."""
