@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mgpt_jax import atomic_io
-from mgpt_jax.data import validate
+from mgpt_jax.data import formats, validate
 
 STEPS = 12
 # Prompts in the synthetic captions' grammar, one per kind of action claim.
@@ -151,9 +151,12 @@ def run(out: str, num_motions: int = 400, seed: int = 0, tokenizer_steps: int = 
   _step(12, "semantic checks: does the motion do what the caption says?")
   from mgpt_jax.eval import semantic_eval  # pylint: disable=g-import-not-at-top
   semantic_json = os.path.join(eval_dir, "semantic.json")
-  record = _saved(semantic_json) or semantic_eval.evaluate_bundle(
-      bundle_dir, data_dir, seed=seed, out_json=semantic_json, system=system)
-  print(record["table"])
+  try:
+    record = _saved(semantic_json) or semantic_eval.evaluate_bundle(
+        bundle_dir, data_dir, seed=seed, out_json=semantic_json, system=system)
+    print(record["table"])
+  except formats.MotionDataError as e:  # a tiny test split may hold no single-action caption
+    print(f"semantic checks skipped: {e}")
 
   print(f"\nquickstart finished in {time.time() - start:.0f} s. Outputs:")
   print(f"  dataset     {os.path.abspath(data_dir)}")
@@ -193,7 +196,6 @@ def _evaluator(data_dir: str, evaluator_dir: str, logdir: str, steps: int, seed:
 
 
 def _demo(system, data_dir: str, samples_dir: str, seed: int) -> None:
-  from mgpt_jax.data import formats  # pylint: disable=g-import-not-at-top
   from mgpt_jax.data.features import features_to_joints  # pylint: disable=g-import-not-at-top
   from mgpt_jax.inference.render import render_motion  # pylint: disable=g-import-not-at-top
   os.makedirs(samples_dir, exist_ok=True)
