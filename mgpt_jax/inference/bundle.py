@@ -23,7 +23,6 @@ import datetime
 import json
 import os
 import shutil
-import tempfile
 from importlib import metadata
 
 import flax
@@ -33,6 +32,7 @@ import ml_dtypes
 import numpy as np
 
 import mgpt_jax
+from mgpt_jax import atomic_io
 from mgpt_jax.data import skeletons
 from mgpt_jax.inference import motiongpt as mg
 from mgpt_jax.inference.lm_checkpoint import load_lm
@@ -121,7 +121,7 @@ def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "f
   if dtype not in DTYPES:
     raise ValueError(f"dtype {dtype!r}: expected one of {DTYPES}")
   out_dir = os.path.abspath(out_dir)
-  if os.path.exists(out_dir) and not overwrite:
+  if os.path.exists(out_dir) and not overwrite:  # before any work; atomic_dir checks again
     raise FileExistsError(f"{out_dir}: exists; pass overwrite=True to replace it")
   tokenizer = Tokenizer.load(tokenizer_dir)
   module, params = load_lm(lm_dir)
@@ -131,10 +131,8 @@ def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "f
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.bfloat16), params)
   vq_config = tokenizer.module.config
 
-  parent = os.path.dirname(out_dir)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", dir=parent)
-  try:  # plain writes inside tmp: the rename of the whole directory is what is atomic
+  # Plain writes inside tmp: the swap of the whole directory is what is atomic.
+  with atomic_io.atomic_dir(out_dir, overwrite) as tmp:
     _save_tree(os.path.join(tmp, mg.LM_PARAMS), params, dtype)
     _save_tree(os.path.join(tmp, mg.VQ_PARAMS), tokenizer.variables)
     np.save(os.path.join(tmp, mg.MEAN), tokenizer.normalizer.mean, allow_pickle=False)
@@ -156,16 +154,6 @@ def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "f
       with open(os.path.join(tmp, mg.function_file(name)), "wb") as f:
         f.write(blob)
     _write_manifest(tmp)
-    if os.path.exists(out_dir):  # overwrite: move the old bundle aside only once the new is whole
-      old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old.", dir=parent)
-      os.replace(out_dir, os.path.join(old, "bundle"))
-      os.replace(tmp, out_dir)
-      shutil.rmtree(old)
-    else:
-      os.replace(tmp, out_dir)
-  finally:
-    if os.path.exists(tmp):
-      shutil.rmtree(tmp)
   return out_dir
 
 
@@ -201,7 +189,7 @@ def _write_manifest(directory: str) -> None:
   files = {}
   for name in sorted(os.listdir(directory)):
     path = os.path.join(directory, name)
-    files[name] = {"sha256": mg.sha256(path), "bytes": os.path.getsize(path)}
+    files[name] = {"sha256": atomic_io.file_sha256(path), "bytes": os.path.getsize(path)}
   _write_json(os.path.join(directory, mg.MANIFEST), {
       "format": mg.FORMAT,
       "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

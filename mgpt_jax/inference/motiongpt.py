@@ -12,7 +12,6 @@ decode step; sampling and greedy choice happen on the host in numpy.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ import jax
 import ml_dtypes
 import numpy as np
 
+from mgpt_jax import atomic_io
 from mgpt_jax.lm import motion_span
 
 FORMAT = "mgpt_jax.bundle/1"
@@ -46,14 +46,6 @@ def function_file(name: str) -> str:
   return f"{name}.jaxexport"
 
 
-def sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def verify(bundle_dir: str) -> dict:
   """The manifest, after checking that every file it lists is present with its checksum."""
   path = os.path.join(bundle_dir, MANIFEST)
@@ -68,7 +60,7 @@ def verify(bundle_dir: str) -> dict:
     file = os.path.join(bundle_dir, name)
     if not os.path.exists(file):
       raise BundleError(f"{file}: listed in {MANIFEST} but missing")
-    actual = sha256(file)
+    actual = atomic_io.file_sha256(file)
     if actual != entry["sha256"]:
       raise BundleError(f"{file}: sha256 {actual} does not match {entry['sha256']} in "
                         f"{MANIFEST}; the bundle is corrupted or was modified")

@@ -7,13 +7,13 @@ input is D-4) and every tensor is then checked against the shapes they imply.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import zipfile
 
 import numpy as np
 
+from mgpt_jax import atomic_io
 from mgpt_jax.data.formats import load_npy
 from mgpt_jax.data.skeletons import get_skeleton
 from mgpt_jax.data.stats import Normalizer
@@ -219,14 +219,6 @@ def read_glove(glove_dir: str, prefix: str = GLOVE_PREFIX) -> tuple[list[str], n
   return list(words), data[np.asarray(rows, np.int64)].astype(np.float32)
 
 
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def import_t2m_evaluator(checkpoint, glove_dir, stats_dir, out_dir, dataset: str = "humanml3d",
                          pack_motion: bool = True, overwrite: bool = False,
                          stats_kind: str = "meta", glove_prefix: str = GLOVE_PREFIX) -> str:
@@ -251,7 +243,7 @@ def import_t2m_evaluator(checkpoint, glove_dir, stats_dir, out_dir, dataset: str
     raise ValueError(f"{glove_dir}: {vectors.shape[1]}-d word vectors, the checkpoint expects "
                      f"{config.word_dim}-d")
   normalizer = Normalizer.from_dir(stats_dir, stats_kind, dim=config.feature_dim)
-  provenance = {"checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": _sha256(checkpoint),
+  provenance = {"checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": atomic_io.file_sha256(checkpoint),
                 "epoch": state["epoch"] if isinstance(state["epoch"], int) else None,
                 "glove_dir": os.path.abspath(glove_dir), "glove_prefix": glove_prefix,
                 "stats_dir": os.path.abspath(stats_dir), "stats_kind": stats_kind,

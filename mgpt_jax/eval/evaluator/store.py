@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -82,10 +80,7 @@ def save_evaluator(out_dir, config: EvaluatorConfig, params: Mapping, words: Seq
   if normalizer.dim != config.feature_dim:
     raise ValueError(f"save_evaluator: stats are {normalizer.dim}-d, the config expects "
                      f"{config.feature_dim}-d features")
-  parent = os.path.dirname(out_dir)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".", suffix=".tmp", dir=parent)
-  try:
+  with atomic_io.atomic_dir(out_dir, overwrite) as tmp:
     meta = {"format": FORMAT, "version": VERSION, "config": config.to_json(), "dataset": dataset,
             "provenance": dict(provenance)}
     atomic_io.write_text(os.path.join(tmp, "config.json"), json.dumps(meta, indent=2) + "\n")
@@ -94,18 +89,6 @@ def save_evaluator(out_dir, config: EvaluatorConfig, params: Mapping, words: Seq
     atomic_io.write_text(os.path.join(tmp, "words.json"), json.dumps(list(words)) + "\n")
     atomic_io.save_npy(os.path.join(tmp, "word_vectors.npy"), np.asarray(vectors, np.float32))
     normalizer.save(tmp, kind="meta")
-    os.chmod(tmp, 0o777 & ~atomic_io._umask())  # pylint: disable=protected-access
-    if os.path.exists(out_dir):  # overwrite: move the old one aside, then swap
-      old = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".", suffix=".old",
-                             dir=parent)
-      os.rename(out_dir, os.path.join(old, "dir"))
-      os.rename(tmp, out_dir)
-      shutil.rmtree(old)
-    else:
-      os.rename(tmp, out_dir)
-  finally:
-    if os.path.exists(tmp):
-      shutil.rmtree(tmp)
   return out_dir
 
 
