@@ -276,3 +276,16 @@ def test_load_errors(assets, tmp_path):
     evaluator.embed_motions([np.zeros((3, D))])
   with pytest.raises(ValueError, match=r"motion 0: expected features \(T, 263\)"):
     evaluator.embed_motions([np.zeros((40, 251))])
+
+
+def test_cli_import(assets, capsys):
+  from mgpt_jax import cli  # pylint: disable=g-import-not-at-top
+  out = assets["root"] / "cli_import"
+  args = ["evaluator", "import", "--checkpoint", str(assets["ckpt"]), "--glove-dir",
+          str(assets["glove"]), "--stats-dir", str(assets["stats"]), "--out", str(out),
+          "--unpacked"]
+  assert cli.main(args) == 0
+  assert str(out) in capsys.readouterr().out
+  assert load_evaluator(out).config.pack_motion is False
+  assert cli.main(args) == 1  # exists: refused without --overwrite, with a clear message
+  assert "already exists" in capsys.readouterr().err
