@@ -128,7 +128,7 @@ def cmd_evaluator_train(args) -> int:
   settings = train.TrainSettings(steps=args.steps, batch_size=args.batch_size,
                                  learning_rate=args.learning_rate, seed=args.seed)
   result = train.train_evaluator(args.data, args.out, args.dataset, EVALUATOR_SIZES[args.size],
-                                 settings, logdir=os.path.join(args.out + "_logs"))
+                                 settings, logdir=args.out + "_logs")
   print(f"trained the evaluator in {result['seconds']:.0f} s; validation (ground truth): "
         + ", ".join(f"{k} {v:.3f}" for k, v in result["validation"].items()))
   print(f"wrote {args.out}")
