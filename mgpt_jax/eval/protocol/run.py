@@ -33,8 +33,8 @@ def evaluate(system, evaluator, eval_set: EvalSet, task: str, replications: int 
     ctx = tasks.Context(system, evaluator, settings, rng, progress=bar.update, tagger=tagger,
                         to_mm=to_mm, notes=notes)
     out = tasks.RUNNERS[task](ctx, samples, twins)
-    examples = examples or out.pop("examples", None)
-    out.pop("examples", None)
+    replication_examples = out.pop("examples", None)  # m2t's captions, kept from the first
+    examples = examples or replication_examples
     results.append(out)
     bar.set_postfix({k: f"{v:.3f}" for k, v in list(out["model"].items())[:3]})
   bar.close()
