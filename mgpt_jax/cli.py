@@ -8,6 +8,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
+from mgpt_jax import console
 from mgpt_jax.data.formats import MotionDataError
 
 DATASETS = ("humanml3d", "kit")
@@ -91,8 +92,10 @@ def cmd_train(args) -> int:
 
 def cmd_quickstart(args) -> int:
   from mgpt_jax import quickstart  # pylint: disable=g-import-not-at-top
-  return quickstart.run(args.out, num_motions=args.num_motions, seed=args.seed,
-                        tokenizer_steps=args.tokenizer_steps, lm_steps=args.lm_steps,
+  lm_steps = args.lm_steps
+  return quickstart.run(args.out, preset=args.preset, seed=args.seed,
+                        num_motions=args.num_motions, tokenizer_steps=args.tokenizer_steps,
+                        pretrain_steps=lm_steps, instruct_steps=lm_steps,
                         evaluator_steps=args.evaluator_steps, replications=args.replications,
                         mm_texts=args.mm_texts, mm_repeats=args.mm_repeats)
 
@@ -307,14 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = commands.add_parser("quickstart", help="the main job on the embedded synthetic default")
   p.add_argument("--out", default="mgpt_quickstart")
-  p.add_argument("--num-motions", type=int, default=400)
+  p.add_argument("--preset", default="default", choices=("default", "full"),
+                 help="default: about 15 min on 2 CPU cores; full: more data and steps (README)")
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--tokenizer-steps", type=int, default=1000)
-  p.add_argument("--lm-steps", type=int, default=300, help="steps of stage 2 and of stage 3")
-  p.add_argument("--evaluator-steps", type=int, default=1500)
-  p.add_argument("--replications", type=int, default=3, help="of the evaluation protocol")
-  p.add_argument("--mm-texts", type=int, default=10, help="MultiModality texts (0: skip)")
-  p.add_argument("--mm-repeats", type=int, default=10, help="MultiModality samples per text")
+  p.add_argument("--num-motions", type=int, help="(the preset's unless given)")
+  p.add_argument("--tokenizer-steps", type=int)
+  p.add_argument("--lm-steps", type=int, help="steps of stage 2 and of stage 3")
+  p.add_argument("--evaluator-steps", type=int)
+  p.add_argument("--replications", type=int, help="of the evaluation protocol")
+  p.add_argument("--mm-texts", type=int, help="MultiModality texts (0: skip)")
+  p.add_argument("--mm-repeats", type=int, help="MultiModality samples per text")
   p.set_defaults(func=cmd_quickstart)
   return parser
 
@@ -450,7 +455,9 @@ def cmd_batch(args) -> int:
 
 
 def main(argv=None) -> int:
-  args = build_parser().parse_args(argv)
+  argv = sys.argv[1:] if argv is None else list(argv)
+  console.quiet(console.verbose_requested(argv))  # --verbose anywhere: TF's start-up messages too
+  args = build_parser().parse_args([a for a in argv if a != console.VERBOSE_FLAG])
   try:
     return args.func(args)
   except (MotionDataError, FileNotFoundError, FileExistsError, ValueError) as e:

@@ -20,6 +20,7 @@ from typing import NamedTuple, Sequence
 
 import gin
 
+from mgpt_jax import console
 from mgpt_jax.training import distributed, runner
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,7 +110,9 @@ def run(argv: Sequence[str]):
 
 
 def main(argv=None) -> int:
-  run(sys.argv[1:] if argv is None else argv)
+  argv = sys.argv[1:] if argv is None else argv
+  console.quiet(console.verbose_requested(argv))
+  run([a for a in argv if a != console.VERBOSE_FLAG])
   return 0
 
 

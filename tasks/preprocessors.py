@@ -1,8 +1,9 @@
 """Turning source examples into prompt/answer text (tf.data ops, seeded by seqio).
 
 Placeholder values (reference §4.4, with its frame/token mix-up fixed, §11.2):
-    <Caption_Placeholder>         one of the entry's captions, drawn at random; wrapped in double
-                                  quotes with probability `quote_probability` (reference: 0.5)
+    <Caption_Placeholder>         one of the entry's captions, drawn at random; in the prompt,
+                                  wrapped in double quotes with probability `quote_probability`
+                                  (reference: 0.5, answers too; here answers are never quoted)
     <Motion_Placeholder>          the whole motion span  <motion_id_{som}> codes <motion_id_{eom}>
     <Frame_Placeholder>           the frame count (always frames, in training too)
     <Second_Placeholder>          frames / fps to one decimal (the reference floors to whole
@@ -79,11 +80,13 @@ _graph = tf.autograph.experimental.do_not_convert
 def _fill_example(x, seeds, inputs, outputs, quote_probability, num_codes):
   caption = _choice(x["captions"], seeds[0])
   quoted = tf.random.stateless_uniform([], seeds[1]) < quote_probability
-  caption = tf.where(quoted, tf.strings.join(['"', caption, '"']), caption)
-  values = placeholder_values(x, caption, num_codes)
+  prompt_caption = tf.where(quoted, tf.strings.join(['"', caption, '"']), caption)
+  # Quotes only ever go around a caption in the prompt: an answer is the caption as written
+  # (the reference quotes answers too, so its captioning learns to emit quotes half the time).
   return {"id": x["id"],
-          "inputs": fill(_choice(inputs, seeds[2]), values),
-          "targets": fill(_choice(outputs, seeds[3]), values)}
+          "inputs": fill(_choice(inputs, seeds[2]), placeholder_values(x, prompt_caption,
+                                                                       num_codes)),
+          "targets": fill(_choice(outputs, seeds[3]), placeholder_values(x, caption, num_codes))}
 
 
 def fill_templates(dataset: tf.data.Dataset, kind: str, subtask: str, task: str | None = None,
@@ -97,7 +100,7 @@ def fill_templates(dataset: tf.data.Dataset, kind: str, subtask: str, task: str 
     inputs, outputs = ([t] for t in tpl.EVAL_TEMPLATES[subtask])
   else:
     entry = tpl.bank(kind).get(subtask, task)
-    inputs, outputs = list(entry.inputs), list(entry.outputs)
+    inputs, outputs = list(tpl.with_eval_prompt(entry)), list(entry.outputs)
   num_codes = vocabulary.resolve().num_motion_codes
   return _fill_example(dataset, inputs=tf.constant(inputs), outputs=tf.constant(outputs),
                        quote_probability=quote_probability, num_codes=num_codes)

@@ -69,6 +69,36 @@ EVAL_TEMPLATES = {
 }
 
 
+# The bank sub-tasks that the evaluation prompts ask, in both banks' naming (sub-task name, or
+# (task, sub-task) where the name alone is ambiguous).
+EVAL_PROMPT_SUBTASKS = {
+    "t2m": "t2m", ("Text-to-Motion", "caption"): "t2m",
+    "m2t": "m2t", ("Motion-to-Text", "caption"): "m2t",
+    "pred": "pred", "motion_prediction": "pred",
+    "inbetween": "inbetween", "motion_inbetween": "inbetween",
+}
+
+
+@gin.configurable
+def eval_prompts_in_banks(enabled: bool = True) -> bool:
+  """Whether the evaluation prompts (EVAL_TEMPLATES) join the training banks' sub-tasks that they
+  ask for, so that the model is evaluated in words it was trained on. The reference trains on its
+  banks alone and evaluates with prompts it never trained on (§11.11): `enabled=False`."""
+  return enabled
+
+
+def with_eval_prompt(entry: "SubTask") -> tuple[str, ...]:
+  """The sub-task's input templates, plus the evaluation prompt of the same task if one exists
+  and `eval_prompts_in_banks()`."""
+  name = EVAL_PROMPT_SUBTASKS.get((entry.task, entry.name), EVAL_PROMPT_SUBTASKS.get(entry.name))
+  if name is None or not eval_prompts_in_banks():
+    return entry.inputs
+  prompt, answer = EVAL_TEMPLATES[name]
+  if answer not in entry.outputs or prompt in entry.inputs:
+    return entry.inputs
+  return entry.inputs + (prompt,)
+
+
 class TemplateError(ValueError):
   """A template file that does not have the official format."""
 

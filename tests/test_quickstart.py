@@ -19,10 +19,23 @@ def test_quickstart_runs_and_resumes(tmp_path, capsys):
   assert "| method | R Top1 | R Top2 | R Top3 | FID | MM-Dist | Diversity | MModality |" in printed
   assert "caption retrieval" in printed or "semantic checks skipped" in printed
   assert "caption of test motion" in printed
+  for row in ("caption retrieval", "random motion", "motion retrieval", "hold last pose",
+              "linear interpolation"):
+    assert f"| {row} |" in printed, row  # every table carries its baselines
+  assert printed.count("prompt sensitivity") == 2  # validation of stages 2 and 3
+  outputs = printed[printed.index("quickstart finished"):].splitlines()
+  assert outputs[1].split() == ["report", os.path.join(os.path.abspath(out), "report.html")]
+  assert "wall time per step" in printed and "| 13. report |" in printed
+  with open(os.path.join(out, "report.html"), encoding="utf-8") as f:
+    page = f.read()
+  assert page.count("data:image/png;base64,") >= 4  # loss curves of the stages
+  assert page.count("data:image/gif;base64,") == 9  # 4 prompts + their ground truth + a caption
+  assert "a person jumps up twice." in page and "<th>R Top1</th>" in page
   for name in ("data/all.txt", "tokenizer/assets/vq_config.json", "tokenizer/summary.json",
                "pretrain/summary.json", "instruct/assets/sentencepiece.model",
                "instruct/checkpoints/25", "evaluator/config.json", "bundle/manifest.json",
                "samples/prompt_3.gif", "samples/prompt_0.npy", "eval/eval_t2m.json",
+               "samples/prompt_3_ground_truth.gif", "report.html",
                "eval/eval_recon.json"):
     assert os.path.exists(os.path.join(out, name)), name
   assert len(os.listdir(os.path.join(out, "data", "TOKENS"))) >= 60

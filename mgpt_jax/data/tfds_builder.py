@@ -11,7 +11,9 @@ only module of mgpt_jax.data that imports tensorflow.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import io
 import os
 
 from absl import logging
@@ -150,17 +152,26 @@ _CONFIG_ALIASES = {"kit": "kit_ml", "kit-ml": "kit_ml", "hml3d": "humanml3d"}
 
 
 def build(data_dir, dataset: str = "synthetic", tfds_data_dir=None,
-          overwrite: bool = False) -> MotionText:
+          overwrite: bool = False, quiet: bool = False) -> MotionText:
   """Prepares the `dataset` config from the dataset root `data_dir`; returns the builder.
 
   A version already prepared in `tfds_data_dir` is reused unless `overwrite`,
-  so pass overwrite=True after changing the source files.
+  so pass overwrite=True after changing the source files. `quiet` hides tfds's own
+  progress bars (whose first estimate of a small build is hours) and banner.
   """
   config = _CONFIG_ALIASES.get(dataset.lower(), dataset.lower())
   builder = MotionText(config=config,
                        data_dir=None if tfds_data_dir is None else os.fspath(tfds_data_dir))
   mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
           else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=os.fspath(data_dir), download_mode=mode))
+  config = tfds.download.DownloadConfig(manual_dir=os.fspath(data_dir), download_mode=mode)
+  if not quiet:
+    builder.download_and_prepare(download_config=config)
+    return builder
+  tfds.disable_progress_bar()
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      builder.download_and_prepare(download_config=config)
+  finally:
+    tfds.enable_progress_bar()
   return builder

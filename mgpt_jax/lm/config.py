@@ -44,6 +44,9 @@ class T5Config:
 SIZES = {
     "tiny": T5Config(emb_dim=32, num_heads=4, head_dim=8, mlp_dim=64, num_encoder_layers=2,
                      num_decoder_layers=2),
+    # Not a Flan-T5 size: the smallest model that learns the synthetic tasks (`mgpt quickstart`).
+    "mini": T5Config(emb_dim=128, num_heads=4, head_dim=32, mlp_dim=256, num_encoder_layers=2,
+                     num_decoder_layers=2),
     "small": T5Config(emb_dim=512, num_heads=6, head_dim=64, mlp_dim=1024, num_encoder_layers=8,
                       num_decoder_layers=8),
     "base": T5Config(),

@@ -8,6 +8,7 @@ uninterrupted run would have seen.
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import jax
 import numpy as np
@@ -85,32 +86,66 @@ class SeqioBatches:
 
 
 class SeqioLossEvaluator:
-  """Teacher-forced loss and token accuracy on a split of a mixture (no dropout)."""
+  """Teacher-forced loss and token accuracy on a split of a mixture (no dropout), and the
+  prompt sensitivity of chosen tasks.
+
+  Prompt sensitivity of a task is the target loss (nats per target token) with each example's
+  inputs swapped for those of the next example of the batch, minus the loss with its own
+  inputs. A model that reads its prompt scores clearly above zero; one that answers every
+  prompt alike scores zero, whatever its loss.
+  """
 
   def __init__(self, mixture_or_task_name: str, task_feature_lengths: dict[str, int],
-               batch_size: int, split: str = "validation", num_batches: int = 8, seed: int = 0):
+               batch_size: int, split: str = "validation", num_batches: int = 8, seed: int = 0,
+               sensitivity_tasks: Sequence[str] = ()):
     self.name, self.split, self.seed = mixture_or_task_name, split, seed
     self.task_feature_lengths = dict(task_feature_lengths)
     self.batch_size, self.num_batches = batch_size, num_batches
-    self._batches = None
+    self.sensitivity_tasks = tuple(sensitivity_tasks)
+    self._batches = {}
     self._loss = jax.jit(lambda model, params, batch: model.loss_fn(params, {}, batch, None)[1][0],
                          static_argnums=0)
 
-  def batches(self) -> list[dict]:
-    if self._batches is None:  # the same examples at every evaluation
-      ds = _dataset(self.name, self.task_feature_lengths, self.split, True, self.seed, None,
+  def batches(self, name: str | None = None) -> list[dict]:
+    name = name or self.name
+    if name not in self._batches:  # the same examples at every evaluation
+      ds = _dataset(name, self.task_feature_lengths, self.split, True, self.seed, None,
                     False, None, False)
       ds = ds.batch(self.batch_size, drop_remainder=True).take(self.num_batches)
-      self._batches = list(ds.as_numpy_iterator())
-    return self._batches
+      self._batches[name] = list(ds.as_numpy_iterator())
+    return self._batches[name]
 
-  def __call__(self, model, variables: dict, step: int) -> dict[str, float]:
-    del step
+  def _mean(self, model, params, batches) -> dict[str, float]:
     totals, weights = {"loss": 0.0, "accuracy": 0.0}, 0.0
-    for batch in self.batches():
-      metrics = jax.device_get(self._loss(model, variables["params"], batch))
+    for batch in batches:
+      metrics = jax.device_get(self._loss(model, params, batch))
       w = float(metrics["target_tokens"])
       for name in totals:
         totals[name] += float(metrics[name]) * w
       weights += w
     return {name: value / max(weights, 1.0) for name, value in totals.items()}
+
+  def __call__(self, model, variables: dict, step: int) -> dict[str, float]:
+    del step
+    params = variables["params"]
+    results = self._mean(model, params, self.batches())
+    for label, name in _labels(self.sensitivity_tasks).items():
+      own = self._mean(model, params, self.batches(name))
+      other = self._mean(model, params, [_swap_inputs(b) for b in self.batches(name)])
+      results[f"loss/{label}"] = own["loss"]
+      results[f"prompt_sensitivity/{label}"] = other["loss"] - own["loss"]
+    return results
+
+
+def _swap_inputs(batch: dict) -> dict:
+  """Each row's encoder features replaced by the next row's (unpacked batches)."""
+  return {k: np.roll(v, 1, axis=0) if k.startswith("encoder_") else v for k, v in batch.items()}
+
+
+def _labels(names: Sequence[str]) -> dict[str, str]:
+  """Short labels: the task names less their common prefix ('mgpt_D_eval_t2m' -> 't2m')."""
+  if len(names) < 2:
+    return {n: n for n in names}
+  prefix = os.path.commonprefix(list(names))
+  prefix = prefix[:prefix.rfind("_") + 1]
+  return {n[len(prefix):]: n for n in names}

@@ -5,6 +5,7 @@ import json
 import os
 
 from mgpt_jax import atomic_io
+from mgpt_jax.eval import baselines as eval_baselines
 from mgpt_jax.eval import caption_tags
 from mgpt_jax.eval.evaluator import store
 from mgpt_jax.eval.protocol import report, run, tasks
@@ -19,8 +20,10 @@ def evaluate_bundle(bundle_dir: str, data_dir: str, evaluator_dir: str, task: st
                     replications: int = 20, seed: int = 0,
                     settings: tasks.Settings = tasks.Settings(), split: str = "test",
                     spacy_model: str | None = None, max_entries: int | None = None,
-                    out_json: str | None = None, system=None, progress: bool = True) -> dict:
-  """Evaluates `task`; returns the record (with its Markdown table) and writes it as JSON."""
+                    out_json: str | None = None, system=None, progress: bool = True,
+                    baselines: bool = True) -> dict:
+  """Evaluates `task` beside its baselines (`eval.baselines`, from the training split);
+  returns the record (with its Markdown table) and writes it as JSON."""
   from mgpt_jax.inference.motiongpt import MotionGPT  # pylint: disable=g-import-not-at-top
   system = system or MotionGPT.load(bundle_dir)
   evaluator = store.load_evaluator(evaluator_dir)
@@ -31,8 +34,11 @@ def evaluate_bundle(bundle_dir: str, data_dir: str, evaluator_dir: str, task: st
   eval_set = EvalSet(data_dir, skeleton, split, max_entries=max_entries, progress=progress)
   tagger, tagger_name = (caption_tags.make_tagger(data_dir, spacy_model) if task == "m2t"
                          else (None, None))
+  rows = (eval_baselines.for_task(task, data_dir, skeleton, system.frames_per_token)
+          if baselines else {})
   record = run.evaluate(system, evaluator, eval_set, task, replications, seed, settings, tagger,
-                        to_mm=UNIT_TO_MM[eval_set.data.skeleton.name], progress=progress)
+                        to_mm=UNIT_TO_MM[eval_set.data.skeleton.name], progress=progress,
+                        baselines=rows)
   record.update({"bundle": os.path.abspath(bundle_dir), "data": os.path.abspath(data_dir),
                  "evaluator": os.path.abspath(evaluator_dir), "caption_tagger": tagger_name})
   record["table"] = report.format_table(task, record["rows"], replications)

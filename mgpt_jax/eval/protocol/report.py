@@ -29,9 +29,11 @@ def summarize(values) -> dict:
 
 
 def aggregate(replications: list[dict]) -> dict:
-  """{row: {metric: summary}} over replications of {"model": {...}, "real": {...}}."""
+  """{row: {metric: summary}} over replications of {"model": {...}, "real": {...}, and a dict
+  per baseline}."""
   rows = {}
-  for row in ("real", "model"):
+  names = [k for k, v in replications[0].items() if isinstance(v, dict)] if replications else []
+  for row in names:
     keys = sorted({k for rep in replications for k in rep.get(row, {})})
     rows[row] = {k: summarize([rep[row].get(k) for rep in replications]) for k in keys}
   return rows
@@ -45,11 +47,12 @@ def _cell(summary: dict | None, replications: int) -> str:
 
 
 def format_table(task: str, rows: dict, replications: int, model_name: str = "MotionGPT") -> str:
-  """A Markdown table: the Real row, then the model's row."""
+  """A Markdown table: the Real row, the baselines' rows, then the model's row."""
   columns = COLUMNS[task]
   header = ["method"] + [h for _, h in columns]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  for row, name in (("real", "Real"), ("model", model_name)):
+  baselines = [(row, row) for row in rows if row not in ("real", "model")]
+  for row, name in (("real", "Real"), *baselines, ("model", model_name)):
     cells = [_cell(rows.get(row, {}).get(k), replications) for k, _ in columns]
     lines.append("| " + " | ".join([name] + cells) + " |")
   return "\n".join(lines)

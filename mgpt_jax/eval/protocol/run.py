@@ -13,8 +13,12 @@ from mgpt_jax.eval.protocol.samples import EvalSet
 
 def evaluate(system, evaluator, eval_set: EvalSet, task: str, replications: int = 20,
              seed: int = 0, settings: tasks.Settings = tasks.Settings(), tagger=None,
-             to_mm: float = 1000.0, progress: bool = True) -> dict:
-  """Runs `replications` independent replications; returns the JSON-ready record."""
+             to_mm: float = 1000.0, progress: bool = True,
+             baselines: dict | None = None) -> dict:
+  """Runs `replications` independent replications; returns the JSON-ready record.
+
+  `baselines` ({row name: system}) answer the same samples of every replication; each
+  becomes a row of its own (MultiModality is left out for them)."""
   if task not in tasks.RUNNERS:
     raise ValueError(f"unknown task {task!r}: expected one of {tasks.TASKS}")
   if replications < 1:
@@ -35,12 +39,19 @@ def evaluate(system, evaluator, eval_set: EvalSet, task: str, replications: int 
     out = tasks.RUNNERS[task](ctx, samples, twins)
     replication_examples = out.pop("examples", None)  # m2t's captions, kept from the first
     examples = examples or replication_examples
+    for k, (name, baseline) in enumerate((baselines or {}).items()):
+      base_ctx = tasks.Context(baseline, evaluator, dataclasses.replace(settings, mm_texts=0),
+                               np.random.default_rng([seed, r, k + 1]), tagger=tagger,
+                               to_mm=to_mm, notes=notes)
+      answer = tasks.RUNNERS[task](base_ctx, samples, twins)
+      out[name] = answer["model"]
     results.append(out)
     bar.set_postfix({k: f"{v:.3f}" for k, v in list(out["model"].items())[:3]})
   bar.close()
   return {
       "task": task, "replications": replications, "seed": seed,
       "settings": dataclasses.asdict(settings), "test_set": eval_set.summary(),
-      "rows": report.aggregate(results), "per_replication": results,
+      "rows": report.aggregate(results), "baselines": list(baselines or {}),
+      "per_replication": results,
       "notes": sorted(notes), "examples": examples, "seconds": time.time() - start,
   }
