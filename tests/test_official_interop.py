@@ -331,3 +331,25 @@ def test_errors_are_one_line(release, imported, tmp_path, capsys):
   torch.save({"state_dict": {}, "hyper_parameters": Release}, pickled)
   assert "weights-only" in fails("import-official", pickled, "--vq-only", *common)
   assert not os.path.exists(tmp_path / "x")
+
+
+def test_export_unties_a_tied_head(release, imported, tmp_path):
+  """A tied table (T5X's logits_via_embedding) goes out as the reference's explicit head."""
+  module, params = mgpt_jax.load_lm(os.path.join(imported[0], "lm"))
+  params = jax.tree.map(np.asarray, params)
+  del params["decoder"]["logits_dense"]
+  tied = module.config.replace(logits_via_embedding=True)
+  lm_dir = str(tmp_path / "lm")
+  save_lm(lm_dir, tied, params)
+  out, again = str(tmp_path / "exported"), str(tmp_path / "again")
+  assert cli.main(["export-official", "--tokenizer-dir", os.path.join(imported[0], "tokenizer"),
+                   "--lm-dir", lm_dir, "--out", out]) == 0
+  assert cli.main(["import-official", os.path.join(out, "motiongpt.tar"), "--t5-dir",
+                   os.path.join(out, "t5"), "--stats-dir", out, "--out", again]) == 0
+  untied_module, untied = mgpt_jax.load_lm(os.path.join(again, "lm"))
+  assert not untied_module.config.logits_via_embedding
+  tokens = np.array([[5, 9, 140, 300, 1]])
+  a = module.__class__(tied).apply({"params": params}, tokens, tokens, tokens,
+                                   enable_dropout=False)
+  b = untied_module.apply({"params": untied}, tokens, tokens, tokens, enable_dropout=False)
+  np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)

@@ -49,6 +49,7 @@ class ImportReport:
   lm: T5Config | None
   ignored: dict[str, int]  # prefix -> number of tensors skipped
   bundle: str | None = None
+  notes: list[str] = dataclasses.field(default_factory=list)
 
   def summary(self) -> str:
     vq = self.vq
@@ -63,7 +64,7 @@ class ImportReport:
       lines.append("ignored " + ", ".join(f"{n} {p}* tensors" for p, n in self.ignored.items()))
     if self.bundle:
       lines.append(f"bundle -> {self.bundle}")
-    return "\n".join(lines)
+    return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
 
 def read_release(checkpoint: dict, path: str) -> tuple[dict, dict, dict[str, int]]:
@@ -192,6 +193,9 @@ def import_release(checkpoint: str, stats_dir: str, out_dir: str, t5_dir: str | 
         "stats_dir": os.path.abspath(stats_dir),
         "t5_dir": os.path.abspath(t5_dir) if t5_dir else None, "ignored": ignored}, indent=2))
   report = ImportReport(os.path.abspath(out_dir), vq_config, lm_config, ignored)
+  if lm_config is not None and vocab is None:
+    report.notes.append(f"{t5_dir} has no {SPIECE}: {LM_DIR}/ has no vocabulary; give `mgpt "
+                        "export` one with --vocabulary-dir")
   if bundle_dir is not None:
     from mgpt_jax.inference.bundle import export_bundle  # pylint: disable=g-import-not-at-top
     report.bundle = export_bundle(os.path.join(out_dir, TOKENIZER_DIR), os.path.join(out_dir, LM_DIR),
