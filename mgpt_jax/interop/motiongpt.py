@@ -11,6 +11,10 @@ normalised with the T2M-GPT "meta" mean/std, which are not in the file.
 
     import_release(ckpt, t5_dir, stats_dir, out)  ->  out/lm (load_lm), out/tokenizer (load_vq)
     export_release(tokenizer_dir, lm_dir, out)    ->  out/motiongpt.tar, out/t5/, out/meta/
+
+The reference code needs transformers 4.x (as it pins): under transformers 5, T5Config always
+ties, and the reference's resize_token_embeddings re-ties lm_head to the shared table, so a
+strict load of any release (theirs or an export) silently replaces the table with the head.
 """
 from __future__ import annotations
 
