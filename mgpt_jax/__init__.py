@@ -10,3 +10,17 @@ def load_lm(path: str, step: int | None = None):
   """
   from mgpt_jax.inference.lm_checkpoint import load_lm as _load  # pylint: disable=g-import-not-at-top
   return _load(path, step)
+
+
+def load_vq(path: str, step: int | None = None):
+  """(module, variables) of a stage-1 tokenizer directory (a training run or an import).
+
+      module, variables = mgpt_jax.load_vq("runs/vq")
+      codes = module.apply(variables, normalised_features, method=module.encode)  # (B, T/4)
+      features = module.apply(variables, codes, method=module.decode)  # (B, 4L, D), normalised
+
+  Features are normalised with the directory's assets/Mean.npy and Std.npy.
+  """
+  from mgpt_jax.inference.tokenize_dataset import Tokenizer  # pylint: disable=g-import-not-at-top
+  tokenizer = Tokenizer.load(path, step)
+  return tokenizer.module, tokenizer.variables

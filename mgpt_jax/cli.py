@@ -85,6 +85,24 @@ def cmd_export_hf(args) -> int:
   return 0
 
 
+def cmd_import_official(args) -> int:
+  from mgpt_jax.interop import motiongpt  # pylint: disable=g-import-not-at-top
+  report = motiongpt.import_release(args.checkpoint, args.stats_dir, args.out, args.t5_dir,
+                                    bundle_dir=args.bundle, vq_only=args.vq_only,
+                                    overwrite=args.overwrite)
+  print(report.summary())
+  return 0
+
+
+def cmd_export_official(args) -> int:
+  from mgpt_jax.interop import motiongpt  # pylint: disable=g-import-not-at-top
+  out = motiongpt.export_release(args.tokenizer_dir, args.lm_dir, args.out,
+                                 vocabulary_dir=args.vocabulary_dir, overwrite=args.overwrite)
+  print(f"wrote the official layout to {out}: {motiongpt.CHECKPOINT_NAME}, t5/, meta/, "
+        "vq.yaml, lm.yaml")
+  return 0
+
+
 def cmd_train(args) -> int:
   from mgpt_jax import train  # pylint: disable=g-import-not-at-top
   return train.main(args.flags)
@@ -219,6 +237,31 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("lm_dir")
   p.add_argument("hf_dir")
   p.set_defaults(func=cmd_export_hf)
+
+  p = commands.add_parser(
+      "import-official", help="the official MotionGPT release (or T2M-GPT's VQ-VAE) -> "
+      "OUT/lm and OUT/tokenizer")
+  p.add_argument("checkpoint", help="motiongpt_s3_h3d.tar, or T2M-GPT's net_last.pth with "
+                 "--vq-only")
+  p.add_argument("--t5-dir", default=None,
+                 help="the backbone it was trained from (deps/flan-t5-base): config.json, "
+                 "and spiece.model for a vocabulary and --bundle")
+  p.add_argument("--stats-dir", required=True,
+                 help="the meta mean.npy/std.npy (e.g. VQVAEV3_CB1024_CMT_H1024_NRES3/meta)")
+  p.add_argument("--out", required=True)
+  p.add_argument("--bundle", default=None, help="also write an inference bundle here")
+  p.add_argument("--vq-only", action="store_true", help="import the tokenizer alone")
+  p.add_argument("--overwrite", action="store_true")
+  p.set_defaults(func=cmd_import_official)
+
+  p = commands.add_parser("export-official",
+                          help="our tokenizer + LM in the official MotionGPT layout")
+  p.add_argument("--tokenizer-dir", required=True, help="the stage-1 directory")
+  p.add_argument("--lm-dir", required=True, help="the LM run (or saved LM) directory")
+  p.add_argument("--out", required=True, help="the directory to write")
+  p.add_argument("--vocabulary-dir", default=None, help="default: LM_DIR/assets")
+  p.add_argument("--overwrite", action="store_true")
+  p.set_defaults(func=cmd_export_official)
 
   p = commands.add_parser("train", help="the built-in runner: --gin_file=F --gin.NAME=VALUE ...")
   p.add_argument("flags", nargs=argparse.REMAINDER)
@@ -460,7 +503,7 @@ def main(argv=None) -> int:
   args = build_parser().parse_args([a for a in argv if a != console.VERBOSE_FLAG])
   try:
     return args.func(args)
-  except (MotionDataError, FileNotFoundError, FileExistsError, ValueError) as e:
+  except (MotionDataError, FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
 

@@ -17,3 +17,13 @@ def read_variables(model_dir: str, step: int | None = None) -> tuple[dict, int]:
       raise FileNotFoundError(f"{directory}: no checkpoint saved yet")
     tree = manager.restore(step, args=ocp.args.StandardRestore())
   return {"params": tree["params"], **tree.get("model_state", {})}, int(step)
+
+
+def write_variables(model_dir: str, variables: dict, step: int = 0) -> None:
+  """Saves flax variables as checkpoint `step` in the layout `read_variables` restores."""
+  variables = dict(variables)
+  tree = {"params": variables.pop("params"), "model_state": variables}
+  directory = os.path.abspath(os.path.join(model_dir, "checkpoints"))
+  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=True)) as m:
+    m.save(step, args=ocp.args.StandardSave(tree), force=True)
+    m.wait_until_finished()

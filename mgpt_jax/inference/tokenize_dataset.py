@@ -20,10 +20,11 @@ from tqdm import tqdm
 from mgpt_jax import atomic_io
 from mgpt_jax.data import formats
 from mgpt_jax.data.stats import Normalizer
-from mgpt_jax.inference.checkpoint import read_variables
+from mgpt_jax.inference.checkpoint import read_variables, write_variables
 from mgpt_jax.tokenizer.vqvae import MotionVQVAE, VQConfig
 
 TOKENS_DIR = formats.TOKENS_DIR
+ASSETS, CONFIG_FILE, DATA_FILE = "assets", "vq_config.json", "data.txt"
 
 
 class Tokenizer:
@@ -39,11 +40,11 @@ class Tokenizer:
   @classmethod
   def load(cls, model_dir: str, step: int | None = None) -> "Tokenizer":
     """The tokenizer of a stage-1 run directory (its assets/ and latest checkpoint)."""
-    assets = os.path.join(model_dir, "assets")
+    assets = os.path.join(model_dir, ASSETS)
     try:
-      with open(os.path.join(assets, "vq_config.json"), encoding="utf-8") as f:
+      with open(os.path.join(assets, CONFIG_FILE), encoding="utf-8") as f:
         config = VQConfig(**json.load(f))
-      with open(os.path.join(assets, "data.txt"), encoding="utf-8") as f:
+      with open(os.path.join(assets, DATA_FILE), encoding="utf-8") as f:
         info = dict(line.split("=", 1) for line in f.read().split())
     except FileNotFoundError as e:
       raise FileNotFoundError(f"{e.filename}: missing; is {model_dir} a stage-1 run "
@@ -51,6 +52,20 @@ class Tokenizer:
     variables, step = read_variables(model_dir, step)
     return cls(config, variables, Normalizer.from_dir(assets, "dataset", config.nfeats),
                info["dataset"], step)
+
+  def save(self, model_dir: str, stats_kind: str = "dataset") -> None:
+    """Writes the layout `load` reads: a stage-1 run directory without optimizer state.
+
+    The stats go in as Mean/Std.npy whatever their kind, as a training run keeps them.
+    """
+    assets = os.path.join(model_dir, ASSETS)
+    os.makedirs(assets, exist_ok=True)
+    atomic_io.write_text(os.path.join(assets, CONFIG_FILE),
+                         json.dumps(self.module.config.to_dict(), indent=2))
+    self.normalizer.save(assets, "dataset")
+    atomic_io.write_text(os.path.join(assets, DATA_FILE),
+                         f"dataset={self.dataset}\nstats_kind={stats_kind}\n")
+    write_variables(model_dir, self.variables, self.step)
 
   @property
   def frames_per_token(self) -> int:

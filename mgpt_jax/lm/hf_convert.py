@@ -114,6 +114,11 @@ def _get(tree: dict, path):
   return tree
 
 
+def hf_names(config: T5Config) -> list[str]:
+  """The state-dict names a T5 of `config` is read from (without the tied table aliases)."""
+  return [name for name, *_ in _mapping(config)]
+
+
 def hf_to_params(state: dict[str, np.ndarray], config: T5Config) -> dict:
   """Our `params` tree from a Hugging Face state dict (numpy arrays)."""
   params: dict = {}
