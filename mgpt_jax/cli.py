@@ -115,7 +115,8 @@ def cmd_quickstart(args) -> int:
                         num_motions=args.num_motions, tokenizer_steps=args.tokenizer_steps,
                         pretrain_steps=lm_steps, instruct_steps=lm_steps,
                         evaluator_steps=args.evaluator_steps, replications=args.replications,
-                        mm_texts=args.mm_texts, mm_repeats=args.mm_repeats)
+                        mm_texts=args.mm_texts, mm_repeats=args.mm_repeats,
+                        eval_entries=args.eval_entries)
 
 
 def cmd_eval(args) -> int:
@@ -363,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--replications", type=int, help="of the evaluation protocol")
   p.add_argument("--mm-texts", type=int, help="MultiModality texts (0: skip)")
   p.add_argument("--mm-repeats", type=int, help="MultiModality samples per text")
+  p.add_argument("--eval-entries", type=int, help="test entries the protocol evaluates")
   p.set_defaults(func=cmd_quickstart)
   return parser
 
