@@ -17,7 +17,8 @@ setup(
         "jax>=0.7.1,<0.11",  # jax.set_mesh (training/partitioning.py)
         "flax>=0.10,<0.13",
         "optax>=0.2.5,<0.3",  # optax.tree.norm (training/trainer.py)
-        "orbax-checkpoint>=0.11,<0.13",
+        # Before 0.11.19 orbax imports jax.experimental.layout.DeviceLocalLayout, gone in jax 0.7.
+        "orbax-checkpoint>=0.11.19,<0.13",
         "seqio>=0.0.19",
         "tensorflow-cpu>=2.16,<2.22",
         "tensorflow-datasets>=4.9.6,<4.10",
