@@ -7,14 +7,18 @@ setup(
     description="MotionGPT rebuilt as a JAX/TPU-scale training system",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
-    packages=find_packages(include=["mgpt_jax", "mgpt_jax.*", "tasks", "tasks.*"]),
-    package_data={"": ["*.gin", "*.json"]},
+    python_requires=">=3.11",  # datetime.UTC (inference/bundle.py); jax 0.7 needs 3.11 too
+    # The top-level gin/ installs as mgpt_jax/gin/: one copy on disk, found by
+    # mgpt_jax/gin_paths.py in a checkout and in an installed package alike.
+    packages=find_packages(include=["mgpt_jax", "mgpt_jax.*", "tasks", "tasks.*"]) + ["mgpt_jax.gin"],
+    package_dir={"mgpt_jax.gin": "gin"},
+    package_data={"tasks": ["templates/*.json"], "mgpt_jax.gin": ["**/*.gin"]},
     install_requires=[
-        "jax>=0.6,<0.11",
+        "jax>=0.7.1,<0.11",  # jax.set_mesh (training/partitioning.py)
         "flax>=0.10,<0.13",
-        "optax>=0.2.4,<0.3",
-        "orbax-checkpoint>=0.11,<0.13",
+        "optax>=0.2.5,<0.3",  # optax.tree.norm (training/trainer.py)
+        # Before 0.11.19 orbax imports jax.experimental.layout.DeviceLocalLayout, gone in jax 0.7.
+        "orbax-checkpoint>=0.11.19,<0.13",
         "seqio>=0.0.19",
         "tensorflow-cpu>=2.16,<2.22",
         "tensorflow-datasets>=4.9.6,<4.10",

@@ -3,28 +3,26 @@
     python -m mgpt_jax.train --gin_file=gin/tokenizer.gin --gin.MODEL_DIR="'/tmp/vq'"
 
 Flags: --gin_file (repeatable), --gin.NAME=VALUE and --gin_bindings=NAME=VALUE
-(repeatable), --gin_search_paths=a,b. Gin files are looked up in the given
-search paths, this repository's root and gin/ directory, and the current directory.
+(repeatable), --gin_search_paths=a,b. A gin file name is looked up in the current
+directory, then the given search paths, then the shipped configs (mgpt_jax/gin_paths.py):
+'gin/tokenizer.gin' and 'tokenizer.gin' both work from any directory, checkout or installed.
 
 Multi-process runs (T5X's flags; see mgpt_jax/training/distributed.py for the
 environment variables they override): --coordinator_address=HOST:PORT,
 --process_count=N, --process_index=I, and --multiprocess_gpu to start
 jax.distributed even without them (jax then detects SLURM / Open MPI peers).
+
+--verbose keeps TensorFlow's start-up messages and shows a traceback for a bad flag or file.
 """
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import NamedTuple, Sequence
 
 import gin
 
-from mgpt_jax import console
-from mgpt_jax.training import distributed, runner
-
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REPO_GIN_DIR = os.path.join(REPO_DIR, "gin")
+from mgpt_jax import console, gin_paths
 
 
 class Flags(NamedTuple):
@@ -93,26 +91,51 @@ class _QuietGinProbes(logging.Filter):
 _QUIET_GIN_PROBES = _QuietGinProbes()
 
 
+_ADDED_SEARCH_PATHS = set()  # gin keeps a global list; each path goes in once
+
+
 def parse_config(files, bindings, search_paths=()) -> None:
   logging.getLogger().addFilter(_QUIET_GIN_PROBES)  # added once however often this runs
-  # The repository root resolves 'gin/...' includes (the T5X-facing files' form) from any
-  # directory; gin/ keeps the short names ('tokenizer.gin') working.
-  for path in [*search_paths, REPO_DIR, REPO_GIN_DIR, os.getcwd()]:
-    gin.add_config_file_search_path(path)
+  for path in [*search_paths, *gin_paths.SEARCH_PATHS]:
+    if path not in _ADDED_SEARCH_PATHS:
+      _ADDED_SEARCH_PATHS.add(path)
+      gin.add_config_file_search_path(path)
   gin.parse_config_files_and_bindings(files, bindings, finalize_config=False)
 
 
-def run(argv: Sequence[str]):
+def configure(argv: Sequence[str]) -> Flags:
+  """Parses the flags and the gin files and bindings they name."""
   flags = parse_flags(argv)
   parse_config(flags.gin_files, flags.gin_bindings, flags.gin_search_paths)
+  return flags
+
+
+def train(flags: Flags):
+  # Imported here so that --help and flag errors answer without loading jax.
+  from mgpt_jax.training import distributed, runner  # pylint: disable=g-import-not-at-top
   distributed.initialize(**flags.distributed)  # before gin's runner first touches a device
   return gin.get_configurable(runner.train)()
 
 
+def run(argv: Sequence[str]):
+  return train(configure(argv))
+
+
 def main(argv=None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
-  console.quiet(console.verbose_requested(argv))
-  run([a for a in argv if a != console.VERBOSE_FLAG])
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if {"-h", "--help"} & set(argv):
+    print(__doc__.strip())
+    return 0
+  verbose = console.verbose_requested(argv)
+  console.quiet(verbose)
+  try:
+    flags = configure([a for a in argv if a != console.VERBOSE_FLAG])
+  except (ValueError, OSError) as e:  # a bad flag, a gin file not found, a bad binding
+    if verbose:
+      raise
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  train(flags)
   return 0
 
 
