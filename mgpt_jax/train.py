@@ -6,6 +6,9 @@ Flags: --gin_file (repeatable), --gin.NAME=VALUE and --gin_bindings=NAME=VALUE
 (repeatable), --gin_search_paths=a,b. Gin files are looked up in the given
 search paths, this repository's root and gin/ directory, and the current directory.
 
+--dry_run: plan instead of train (mgpt_jax/training/planner.py: per-device memory, FLOPs and
+fit on the mesh, compiled for simulated devices; its flags --devices=N, --mfu=F, ...).
+
 Multi-process runs (T5X's flags; see mgpt_jax/training/distributed.py for the
 environment variables they override): --coordinator_address=HOST:PORT,
 --process_count=N, --process_index=I, and --multiprocess_gpu to start
@@ -110,8 +113,11 @@ def run(argv: Sequence[str]):
 
 
 def main(argv=None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
+  argv = list(sys.argv[1:] if argv is None else argv)
   console.quiet(console.verbose_requested(argv))
+  if "--dry_run" in argv:  # the planner: compile for the mesh on simulated devices, no weights
+    from mgpt_jax.training import planner  # pylint: disable=g-import-not-at-top
+    return planner.main([a for a in argv if a != "--dry_run"])
   run([a for a in argv if a != console.VERBOSE_FLAG])
   return 0
 
