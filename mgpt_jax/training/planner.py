@@ -339,8 +339,8 @@ def format_report(plan: Plan, accelerator_name: str | None, fraction: float, mfu
       lines.append(f"  ... and {len(flagged) - 10} more")
   else:
     lines.append(f"no tensor over {REPLICATED_SHARE:.0%} of the state is replicated")
-  lines.append(f"\nestimate at MFU {mfu:.0%} of dense bf16 peak (communication not modelled); "
-               f"fits = total <= {fraction:.0%} of memory")
+  lines.append(f"\nthis per-device program on each chip, at MFU {mfu:.0%} of dense bf16 peak "
+               f"(communication not modelled); fits = total <= {fraction:.0%} of memory")
   lines.append(f"  {'accelerator':<12}{'memory':>12}{'fits':>6}{'step':>10}"
                f"{plan.position_name + '/s':>14}")
   for a in accelerators.ACCELERATORS.values():
