@@ -108,6 +108,11 @@ def cmd_train(args) -> int:
   return train.main(args.flags)
 
 
+def cmd_plan(args) -> int:
+  from mgpt_jax.training import planner  # pylint: disable=g-import-not-at-top
+  return planner.main(args.flags)
+
+
 def cmd_quickstart(args) -> int:
   from mgpt_jax import quickstart  # pylint: disable=g-import-not-at-top
   lm_steps = args.lm_steps
@@ -267,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
   p = commands.add_parser("train", help="the built-in runner: --gin_file=F --gin.NAME=VALUE ...")
   p.add_argument("flags", nargs=argparse.REMAINDER)
   p.set_defaults(func=cmd_train)
+
+  p = commands.add_parser("plan", help="dry run: per-device memory, FLOPs and fit of a gin stage "
+                          "on its mesh (simulated devices, no weights); --devices=N --mfu=F ...")
+  p.add_argument("flags", nargs=argparse.REMAINDER)
+  p.set_defaults(func=cmd_plan)
 
   p = commands.add_parser("export", help="a self-contained inference bundle of stages 1 and 3")
   p.add_argument("--tokenizer-dir", required=True, help="the stage-1 run directory")
@@ -502,7 +512,13 @@ def cmd_batch(args) -> int:
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   console.quiet(console.verbose_requested(argv))  # --verbose anywhere: TF's start-up messages too
-  args = build_parser().parse_args([a for a in argv if a != console.VERBOSE_FLAG])
+  parser = build_parser()
+  # argparse.REMAINDER does not take a leading --flag: give `train`/`plan` the flags it left.
+  args, unknown = parser.parse_known_args([a for a in argv if a != console.VERBOSE_FLAG])
+  if unknown and not hasattr(args, "flags"):
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+  if unknown:
+    args.flags = [*unknown, *args.flags]
   try:
     return args.func(args)
   except (MotionDataError, FileNotFoundError, FileExistsError, ValueError, ImportError) as e:

@@ -7,6 +7,9 @@ Flags: --gin_file (repeatable), --gin.NAME=VALUE and --gin_bindings=NAME=VALUE
 directory, then the given search paths, then the shipped configs (mgpt_jax/gin_paths.py):
 'gin/tokenizer.gin' and 'tokenizer.gin' both work from any directory, checkout or installed.
 
+--dry_run: plan instead of train (mgpt_jax/training/planner.py: per-device memory, FLOPs and
+fit on the mesh, compiled for simulated devices; its flags --devices=N, --mfu=F, ...).
+
 Multi-process runs (T5X's flags; see mgpt_jax/training/distributed.py for the
 environment variables they override): --coordinator_address=HOST:PORT,
 --process_count=N, --process_index=I, and --multiprocess_gpu to start
@@ -128,6 +131,9 @@ def main(argv=None) -> int:
     return 0
   verbose = console.verbose_requested(argv)
   console.quiet(verbose)
+  if "--dry_run" in argv:  # the planner: compile for the mesh on simulated devices, no weights
+    from mgpt_jax.training import planner  # pylint: disable=g-import-not-at-top
+    return planner.main([a for a in argv if a != "--dry_run"])
   try:
     flags = configure([a for a in argv if a != console.VERBOSE_FLAG])
   except (ValueError, OSError) as e:  # a bad flag, a gin file not found, a bad binding

@@ -22,11 +22,13 @@ def clean_gin():
 
 @pytest.mark.parametrize("stage, mixture, rate", [("pretrain", "mgpt_humanml3d_pretrain", 2e-4),
                                                    ("instruct", "mgpt_humanml3d_instruct", 1e-4)])
-@pytest.mark.parametrize("hardware, mesh, rules, batch", [
-    ("gin/hardware/cpu.gin", (-1, 1), "data_parallel", 128),
-    ("gin/hardware/lm_gpu_8x.gin", (8, 1), "data_parallel", 128),
-    ("gin/hardware/lm_tpu_v4_32.gin", (8, 2), "fsdp", 256)])
-def test_runner_stages_parse(clean_gin, stage, mixture, rate, hardware, mesh, rules, batch):
+@pytest.mark.parametrize("hardware, mesh, rules, batch, microbatches", [
+    ("gin/hardware/cpu.gin", (-1, 1), "data_parallel", 128, None),
+    # Sized by the planner (README "Will it fit?"): T5-large on 8 A100-40GB, T5-XL on a v4-32.
+    ("gin/hardware/lm_gpu_8x.gin", (8, 1), "fsdp", 128, 2),
+    ("gin/hardware/lm_tpu_v4_32.gin", (8, 2), "fsdp", 256, 8)])
+def test_runner_stages_parse(clean_gin, stage, mixture, rate, hardware, mesh, rules, batch,
+                             microbatches):
   train_main.parse_config([f"gin/runner/{stage}.gin", "gin/models/t5_large.gin", hardware],
                           ["MODEL_DIR='/tmp/unused'", "DATA_DIR='/data/HumanML3D'",
                            "INITIAL_CHECKPOINT_PATH='/runs/pretrain'"])
@@ -37,6 +39,8 @@ def test_runner_stages_parse(clean_gin, stage, mixture, rate, hardware, mesh, ru
   assert value("%TASK_FEATURE_LENGTHS") == {"inputs": 256, "targets": 256}
   assert tuple(value("partitioning.Partitioner.mesh_shape")) == mesh
   assert value("partitioning.Partitioner.rules") == rules
+  if microbatches:
+    assert value("runner.train.microbatches") == microbatches
   assert (value("%INIT_PARAMS") is None) == (stage == "pretrain")
 
 

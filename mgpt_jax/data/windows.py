@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from mgpt_jax import atomic_io
-from mgpt_jax.data import formats
+from mgpt_jax.data import formats, skeletons
 from mgpt_jax.data.stats import Normalizer
 
 
@@ -31,6 +31,13 @@ class WindowBatches:
     if not self.motions:
       raise formats.MotionDataError(data_dir, f"no {split} clip of at least {window} frames")
     self.lengths = np.array([len(m) for m in self.motions])
+
+  @staticmethod
+  def batch_shapes(batch_size: int, window: int = 64,
+                   dataset: str = "humanml3d") -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """(shape, dtype) of each feature of a global batch, from the settings alone (no data)."""
+    dim = skeletons.get_skeleton(dataset).feature_dim
+    return {"motion": ((batch_size, window, dim), np.dtype(np.float32))}
 
   @property
   def feature_dim(self) -> int:

@@ -26,6 +26,10 @@ class T5Config:
   layer_norm_epsilon: float = 1e-6
   logits_via_embedding: bool = False  # v1.1/Flan: untied LM head
   dtype: Any = "float32"  # activation dtype; parameters stay float32
+  # Activation rematerialisation of each encoder/decoder layer in training: 'none', 'full'
+  # (keep only each layer's inputs), 'dots' (keep matmul outputs) or 'dots_no_batch' (keep
+  # the matmuls without batch dimensions, i.e. recompute attention). See REMAT_POLICIES.
+  remat_policy: str = "none"
 
   def replace(self, **changes) -> "T5Config":
     return dataclasses.replace(self, **changes)

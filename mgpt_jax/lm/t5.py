@@ -11,6 +11,7 @@ examples their block-diagonal masks. The network knows nothing of training.
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -29,6 +30,27 @@ def attention_mask(query_valid, key_valid, query_segments=None, key_segments=Non
 
 def causal_mask(length: int):
   return jnp.asarray(np.tril(np.ones((length, length), bool)))[None, None]
+
+
+# T5Config.remat_policy -> what jax.checkpoint keeps of a layer for the backward pass.
+REMAT_POLICIES = {
+    "full": None,  # nothing but the layer's inputs: recompute the whole layer
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def remat_layer(layer_cls, policy: str, static_argnums: tuple[int, ...]):
+  """`layer_cls` under nn.remat with the named policy ('none': unchanged).
+
+  static_argnums count `self` as 0: the flags (deterministic, decode) stay Python bools.
+  """
+  if policy == "none":
+    return layer_cls
+  if policy not in REMAT_POLICIES:
+    raise ValueError(f"remat_policy {policy!r}: expected 'none' or one of "
+                     f"{sorted(REMAT_POLICIES)}")
+  return nn.remat(layer_cls, policy=REMAT_POLICIES[policy], static_argnums=static_argnums)
 
 
 class EncoderLayer(nn.Module):
@@ -85,8 +107,9 @@ class Encoder(nn.Module):
                                   c.relative_attention_max_distance, c.num_heads, dtype,
                                   name="relpos_bias")(length, length, True)
     mask = attention_mask(tokens > 0, tokens > 0, segment_ids, segment_ids)
+    layer = remat_layer(EncoderLayer, c.remat_policy, static_argnums=(4,))
     for i in range(c.num_encoder_layers):
-      x = EncoderLayer(c, name=f"layers_{i}")(x, bias, mask, deterministic)
+      x = layer(c, name=f"layers_{i}")(x, bias, mask, deterministic)
     x = RMSNorm(c.layer_norm_epsilon, dtype, name="encoder_norm")(x)
     return dropout(x, deterministic=deterministic)
 
@@ -105,9 +128,11 @@ class Decoder(nn.Module):
     bias = RelativePositionBiases(c.relative_attention_num_buckets,
                                   c.relative_attention_max_distance, c.num_heads, dtype,
                                   name="relpos_bias")(length, length, False)
+    # Decoding runs no backward pass: nothing to rematerialise there.
+    layer = remat_layer(DecoderLayer, "none" if decode else c.remat_policy, static_argnums=(6, 7))
     for i in range(c.num_decoder_layers):
-      x = DecoderLayer(c, name=f"layers_{i}")(x, encoded, bias, self_mask, cross_mask,
-                                              deterministic, decode)
+      x = layer(c, name=f"layers_{i}")(x, encoded, bias, self_mask, cross_mask, deterministic,
+                                       decode)
     x = RMSNorm(c.layer_norm_epsilon, dtype, name="decoder_norm")(x)
     x = dropout(x, deterministic=deterministic)
     if c.logits_via_embedding:  # tied table: Hugging Face scales the hidden state by d^-0.5

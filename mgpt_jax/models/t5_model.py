@@ -49,17 +49,34 @@ class EncoderDecoderModel:
     return self.module.init(rng, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
                             batch["decoder_target_tokens"], enable_dropout=False)
 
-  def _normalise(self, total, weights):
+  # Metrics the trainer adds up over micro-batches (the others it weights like the loss).
+  summed_metrics = ("target_tokens",)
+
+  @staticmethod
+  def _weights(batch):
+    targets = batch["decoder_target_tokens"]
+    weights = batch.get("decoder_loss_weights")
+    return ((targets > 0) if weights is None else weights).astype(jnp.float32)
+
+  def _denominator(self, weights):
     factor = self.loss_normalizing_factor
     if factor is None:
-      return total
+      return 1.0
     if factor == "NUM_REAL_TARGET_TOKENS":
-      return total / jnp.maximum(weights.sum(), 1.0)
+      return jnp.maximum(weights.sum(), 1.0)
     if factor == "NUM_TOTAL_TARGET_TOKENS":
-      return total / weights.size
+      return weights.size
     if factor == "AVERAGE_PER_SEQUENCE":
-      return total / weights.shape[0]
-    return total / factor
+      return weights.shape[0]
+    return factor
+
+  def _normalise(self, total, weights):
+    return total / self._denominator(weights)
+
+  def loss_normalizer(self, batch):
+    """What the summed token loss of `batch` is divided by: micro-batch i's gradient enters the
+    accumulated step with weight normalizer(micro-batch i) / normalizer(whole batch)."""
+    return self._denominator(self._weights(batch))
 
   def loss_fn(self, params, model_state, batch, rng):
     """rng=None evaluates: no dropout."""
@@ -71,9 +88,7 @@ class EncoderDecoderModel:
         batch.get("decoder_positions"), enable_dropout=rng is not None,
         rngs=None if rng is None else {"dropout": rng})
     targets = batch["decoder_target_tokens"]
-    weights = batch.get("decoder_loss_weights")
-    weights = (targets > 0) if weights is None else weights
-    weights = weights.astype(jnp.float32)
+    weights = self._weights(batch)
     token_loss, z = cross_entropy_with_z_loss(logits, targets, self.z_loss, self.label_smoothing)
     loss = self._normalise((token_loss * weights).sum(), weights)
     correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)

@@ -26,8 +26,10 @@ DATA_PARALLEL_RULES = (
     ("conv_window", None), ("conv_in", None), ("conv_out", "model"),
 )
 # FSDP: parameters (and optimizer state) are also split along `data`, gathered per use.
-FSDP_RULES = (("embed", "data"), ("conv_in", "data")) + tuple(
-    rule for rule in DATA_PARALLEL_RULES if rule[0] not in ("embed", "conv_in"))
+# Order matters: flax gives a mesh axis to the first rule that claims it, so `batch` must
+# precede `embed`, or activations (batch, length, embed) split `embed` and replicate `batch`.
+FSDP_RULES = (("batch", "data"), ("embed", "data"), ("conv_in", "data")) + tuple(
+    rule for rule in DATA_PARALLEL_RULES if rule[0] not in ("batch", "embed", "conv_in"))
 RULE_SETS = {"data_parallel": DATA_PARALLEL_RULES, "fsdp": FSDP_RULES}
 
 

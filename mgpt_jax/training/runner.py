@@ -7,6 +7,8 @@ train_data: an object with `batch(step, process_index, process_count) -> dict of
 evaluator: optional callable (model, variables, step) -> dict of scalars.
 init_params: optional callable () -> parameters to start from when model_dir has no
     checkpoint yet (stage 2 from an imported Flan-T5, stage 3 from stage 2).
+microbatches: gradient accumulation: each step scans over this many slices of the global
+    batch (the same update, less activation memory; see Trainer).
 """
 from __future__ import annotations
 
@@ -56,7 +58,8 @@ def train(*, model, train_data, optimizer: optax.GradientTransformation,
           log_every: int = 50, eval_every: int = 0,
           evaluator: Callable[[Any, dict, int], dict] | None = None,
           eval_at_start: bool = False, progress: bool = True,
-          init_params: Callable[[], Any] | None = None) -> tuple[TrainState, dict[str, Any]]:
+          init_params: Callable[[], Any] | None = None,
+          microbatches: int = 1) -> tuple[TrainState, dict[str, Any]]:
   """Trains `model` to `num_steps`, resuming from the latest checkpoint in model_dir.
 
   Returns the final state and a summary: the logged train metrics per step and
@@ -66,7 +69,7 @@ def train(*, model, train_data, optimizer: optax.GradientTransformation,
   first = host_arrays(train_data.batch(0, jax.process_index(), jax.process_count()))
   batch_spec = {k: jax.ShapeDtypeStruct((v.shape[0] * jax.process_count(),) + v.shape[1:], v.dtype)
                 for k, v in first.items()}
-  trainer = Trainer(model, optimizer, partitioner, batch_spec, seed)
+  trainer = Trainer(model, optimizer, partitioner, batch_spec, seed, microbatches)
   checkpoints = Checkpoints(model_dir, checkpoint_every, keep_checkpoints)
   latest = checkpoints.latest_step()
   if latest is None:

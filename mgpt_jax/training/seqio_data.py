@@ -44,6 +44,13 @@ class SeqioBatches:
     self._stream = None  # ((process_index, process_count), next step, iterator)
     self._last = None  # ((process_index, process_count), step, batch)
 
+  @staticmethod
+  def batch_shapes(task_feature_lengths: dict[str, int], batch_size: int,
+                   pack: bool = False) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """(shape, dtype) of each feature of a global batch, from the settings alone (no data)."""
+    lengths = _converter(pack).get_model_feature_lengths(dict(task_feature_lengths))
+    return {name: ((batch_size, length), np.dtype(np.int32)) for name, length in lengths.items()}
+
   def local_batch_size(self, process_count: int) -> int:
     if self.batch_size % process_count:
       raise ValueError(f"batch_size {self.batch_size} is not divisible by the {process_count} "

@@ -3,7 +3,11 @@
 A model (see mgpt_jax.models) provides:
   init_variables(rng, batch) -> flax variables: `params`, `params_axes` and any
       other collections (model state such as the VQ codebook);
-  loss_fn(params, model_state, batch, rng) -> (loss, (metrics, new_model_state)).
+  loss_fn(params, model_state, batch, rng) -> (loss, (metrics, new_model_state));
+optionally, for gradient accumulation (microbatches > 1):
+  loss_normalizer(batch) -> what the loss divides its summed terms by (without it, micro-batch
+      losses are taken to be means over equal micro-batches), and
+  summed_metrics: names of metrics that add up over micro-batches (e.g. token counts).
 """
 from __future__ import annotations
 
@@ -43,15 +47,18 @@ class Trainer:
   """Holds the compiled init and train step of one model on one mesh."""
 
   def __init__(self, model, optimizer: optax.GradientTransformation, partitioner: Partitioner,
-               batch_spec: dict[str, jax.ShapeDtypeStruct], seed: int = 0):
+               batch_spec: dict[str, jax.ShapeDtypeStruct], seed: int = 0,
+               microbatches: int = 1):
     self.model = model
     self.optimizer = optimizer
     self.partitioner = partitioner
     self.batch_spec = batch_spec
+    self.microbatches = microbatches
     self.init_rng, self.step_rng = jax.random.split(jax.random.key(seed))
     self.batch_shardings = {k: partitioner.data_sharding(len(v.shape))
                             for k, v in batch_spec.items()}
     self.abstract_state = jax.eval_shape(self._init)
+    self._check_microbatches()
     self.state_shardings = self._state_shardings()
     self._init_jit = jax.jit(self._init, out_shardings=self.state_shardings)
     self._step_jit = jax.jit(self._train_step, donate_argnums=(0,),
@@ -81,6 +88,22 @@ class Trainer:
     model_state = jax.tree.map(lambda _: p.replicated, self.abstract_state.model_state)
     return TrainState(p.replicated, params, opt_state, model_state)
 
+  def _check_microbatches(self) -> None:
+    k = self.microbatches
+    if not isinstance(k, int) or k < 1:
+      raise ValueError(f"microbatches={k!r}: expected a positive integer")
+    if k == 1:
+      return
+    data = self.partitioner.mesh.shape[self.partitioner.axis_names[0]]
+    for name, spec in self.batch_spec.items():
+      if spec.shape[0] % (k * data):
+        raise ValueError(f"microbatches={k}: the global batch ({name}: {spec.shape[0]} rows) must "
+                         f"divide into {k} micro-batches on each of the {data} data shards")
+    if jax.tree.leaves(self.abstract_state.model_state):
+      raise ValueError(f"microbatches={k}: this model updates state in its loss "
+                       f"({sorted(self.abstract_state.model_state)}), which micro-batches would "
+                       "see one after another; train it with microbatches=1")
+
   def abstract_with_shardings(self) -> TrainState:
     """ShapeDtypeStructs carrying the target shardings, for checkpoint restore."""
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
@@ -102,16 +125,65 @@ class Trainer:
 
   def _train_step(self, state: TrainState, batch):
     rng = jax.random.fold_in(self.step_rng, state.step)
-
-    def loss_fn(params):
-      return self.model.loss_fn(params, state.model_state, batch, rng)
-
-    (_, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if self.microbatches == 1:
+      grads, metrics, model_state = self._grads(state.params, state.model_state, batch, rng)
+    else:
+      grads, metrics = self._accumulated_grads(state.params, batch, rng)
+      model_state = {}
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
     return TrainState(state.step + 1, params, opt_state, {**state.model_state, **model_state}), \
         metrics
+
+  def _grads(self, params, model_state, batch, rng):
+    def loss_fn(p):
+      return self.model.loss_fn(p, model_state, batch, rng)
+
+    (_, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    return grads, metrics, model_state
+
+  def _accumulated_grads(self, params, batch, rng):
+    """Gradient accumulation: a scan over `microbatches` slices of the batch.
+
+    Micro-batch i holds rows i, i+k, i+2k, ... so each data shard splits its own rows and no
+    row crosses devices. Gradients and metrics are weighted so that the sum is the whole
+    batch's (see the module docstring), hence the same update as one step on the whole batch.
+    """
+    k = self.microbatches
+    normalizer = getattr(self.model, "loss_normalizer", None)
+    summed = set(getattr(self.model, "summed_metrics", ()))
+    total = normalizer(batch) if normalizer else None
+    micro = jax.tree.map(lambda x: jnp.swapaxes(x.reshape((-1, k) + x.shape[1:]), 0, 1), batch)
+    micro_shardings = {n: self.partitioner.data_sharding(len(v.shape) - 1)
+                       for n, v in self.batch_spec.items()}
+    grad_shardings = self.state_shardings.params
+
+    def step(carry, xs):
+      grads_sum, metrics_sum = carry
+      i, mb = xs
+      mb = jax.lax.with_sharding_constraint(mb, micro_shardings)
+      grads, metrics, _ = self._grads(params, {}, mb, jax.random.fold_in(rng, i))
+      weight = normalizer(mb) / total if normalizer else 1.0 / k
+      grads_sum = jax.lax.with_sharding_constraint(
+          jax.tree.map(lambda a, g: a + weight * g, grads_sum, grads), grad_shardings)
+      metrics_sum = {n: metrics_sum[n] + (1.0 if n in summed else weight) * v
+                     for n, v in metrics.items()}
+      return (grads_sum, metrics_sum), None
+
+    zeros = lambda tree: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), tree)
+    first = jax.tree.map(lambda x: x[0], micro)
+    metric_shapes = jax.eval_shape(lambda: self._grads(params, {}, first, rng)[1])
+    init = (jax.lax.with_sharding_constraint(zeros(params), grad_shardings), zeros(metric_shapes))
+    (grads, metrics), _ = jax.lax.scan(step, init, (jnp.arange(k), micro))
+    return grads, metrics
+
+  def lower_step(self):
+    """The train step lowered for abstract state and batch (no arrays): for the planner."""
+    batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_shardings[k])
+             for k, v in self.batch_spec.items()}
+    with self.partitioner.context():
+      return self._step_jit.lower(self.abstract_with_shardings(), batch)
 
   def train_step(self, state: TrainState, batch) -> tuple[TrainState, dict]:
     with self.partitioner.context():
