@@ -169,7 +169,7 @@ def cmd_evaluator_import(args) -> int:
 def _motion_outputs(p: argparse.ArgumentParser, required: bool) -> None:
   p.add_argument("--out", required=required,
                  help="features .npy of the motion (numbered when several samples)")
-  p.add_argument("--render", default=None, help="a .gif or .mp4 animation")
+  p.add_argument("--render", default=None, help="a .gif or .mp4 animation (480 px, titled)")
   p.add_argument("--bvh", default=None, help="a .bvh file of the 22-joint skeleton")
   p.add_argument("--as-joints", action="store_true", help="--out holds joints (T, J, 3)")
 
@@ -377,7 +377,7 @@ def cmd_export(args) -> int:
   return 0
 
 
-def _save_outputs(features, out, render, bvh, fps, as_joints=False) -> None:
+def _save_outputs(features, out, render, bvh, fps, as_joints=False, title=None) -> None:
   from mgpt_jax import atomic_io  # pylint: disable=g-import-not-at-top
   from mgpt_jax.data.features import features_to_joints  # pylint: disable=g-import-not-at-top
   joints = features_to_joints(features) if (render or bvh or as_joints) else None
@@ -388,7 +388,7 @@ def _save_outputs(features, out, render, bvh, fps, as_joints=False) -> None:
   if render or bvh:
     if render:
       from mgpt_jax.inference.render import render_motion  # pylint: disable=g-import-not-at-top
-      render_motion(joints, render, fps=fps)
+      render_motion(joints, render, fps=fps, title=title)
       print(f"wrote {render}")
     if bvh:
       from mgpt_jax.inference.bvh import write_bvh  # pylint: disable=g-import-not-at-top
@@ -412,7 +412,7 @@ def cmd_generate(args) -> int:
     print(f"sample {k}: {len(codes)} codes, {len(features)} frames ({len(features) / fps:.1f} s)")
     _save_outputs(features, _numbered(args.out, k, len(results)),
                   _numbered(args.render, k, len(results)), _numbered(args.bvh, k, len(results)),
-                  fps, args.as_joints)
+                  fps, args.as_joints, title=args.text)
   return 0
 
 
@@ -447,7 +447,7 @@ def cmd_complete(args) -> int:
   features, codes = task([_read_motion(args.motion, system)], seed=args.seed)[0]
   print(f"{len(codes)} codes, {len(features)} frames")
   _save_outputs(features, args.out, args.render, args.bvh, float(system.config["fps"]),
-                args.as_joints)
+                args.as_joints, title=f"{args.command}: {os.path.basename(args.motion)}")
   return 0
 
 
@@ -487,7 +487,7 @@ def cmd_batch(args) -> int:
         from mgpt_jax.inference.render import render_motion  # pylint: disable=g-import-not-at-top
         record["render"] = record["motion"][:-4] + ".gif"
         render_motion(features_to_joints(features), record["render"],
-                      fps=float(system.config["fps"]))
+                      fps=float(system.config["fps"]), title=item.template)
     else:
       record["text"] = system.vocab.decode(ids).strip()
     records.append(record)
