@@ -51,6 +51,25 @@ def cmd_to_joints(args) -> int:
   return 0
 
 
+def cmd_from_bvh(args) -> int:
+  from mgpt_jax.data import bvh_import  # pylint: disable=g-import-not-at-top
+  options = {"unit": args.unit, "up": args.up,
+             "joint_map": bvh_import.read_joint_map(args.joint_map) if args.joint_map else None}
+  if os.path.isdir(args.src):
+    report = bvh_import.convert_directory(args.src, args.out, overwrite=args.overwrite,
+                                          progress=_progress("from-bvh"), **options)
+    print(report.summary())
+    return 0
+  if not args.out.lower().endswith(".npy"):
+    raise ValueError(f"OUT {args.out!r}: expected a .npy path for a single BVH file")
+  if os.path.exists(args.out) and not args.overwrite:
+    raise FileExistsError(f"{args.out}: already exists; pass --overwrite to replace it")
+  array, clip = bvh_import.bvh_file_to_npy(args.src, args.out, as_joints=args.joints, **options)
+  print(f"read {args.src}: {clip.summary()}")
+  print(f"wrote {'joints' if args.joints else 'features'} {array.shape} to {args.out}")
+  return 0
+
+
 def cmd_build_tfds(args) -> int:
   from mgpt_jax.data import tfds_builder  # pylint: disable=g-import-not-at-top
   builder = tfds_builder.build(args.dir, dataset=args.config, tfds_data_dir=args.out)
@@ -211,6 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--stats", default=None, help="directory of stats: input is normalised")
   p.add_argument("--stats-kind", default="dataset", choices=("dataset", "meta", "eval"))
   p.set_defaults(func=cmd_to_joints)
+
+  p = data.add_parser("from-bvh", help="a BVH of any rig (or a folder of them) -> HumanML3D "
+                      "features, joints, or a dataset in the released layout")
+  p.add_argument("src", help="a .bvh file, or a directory of them (converted to a dataset)")
+  p.add_argument("out", help="a .npy file, or for a directory the dataset directory to write")
+  p.add_argument("--joints", action="store_true",
+                 help="write joints (T, 22, 3): metres, y up, 20 fps, not yet canonicalised")
+  p.add_argument("--joint-map", default=None, help='JSON {"pelvis": "<file joint>", ...}; our '
+                 "SMPL joint names or indices 0-21, over the built-in SMPL/Mixamo/CMU tables")
+  p.add_argument("--unit", default="auto", choices=("auto", "m", "cm", "mm", "inch"),
+                 help="length unit of the file (auto: from the leg length)")
+  p.add_argument("--up", default="auto", choices=("auto", "y", "z"),
+                 help="up axis of the file (auto: from the feet-to-head direction)")
+  p.add_argument("--overwrite", action="store_true")
+  p.set_defaults(func=cmd_from_bvh)
 
   p = data.add_parser("build-tfds", help="build the tensorflow-datasets dataset of a directory")
   p.add_argument("dir")
