@@ -321,14 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = commands.add_parser("caption", help="motion to text with a bundle")
   p.add_argument("bundle")
-  p.add_argument("motion", help="features (T, D) or joints (T, J, 3) .npy")
+  p.add_argument("motion", help="features (T, D) or joints (T, J, 3) .npy, or a .bvh")
   p.set_defaults(func=cmd_caption)
 
   for name, text in (("predict", "continue the first 20 %% of a motion"),
                      ("inbetween", "fill in the middle half of a motion")):
     p = commands.add_parser(name, help=f"{text} with a bundle")
     p.add_argument("bundle")
-    p.add_argument("motion", help="features (T, D) or joints (T, J, 3) .npy")
+    p.add_argument("motion", help="features (T, D) or joints (T, J, 3) .npy, or a .bvh")
     p.add_argument("--seed", type=int, default=0)
     _motion_outputs(p, required=True)
     p.set_defaults(func=cmd_complete)
@@ -342,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--render", action="store_true", help="also a GIF per motion answer")
   p.set_defaults(func=cmd_batch)
+
+  p = commands.add_parser("demo", help="the web demo (Gradio) of a bundle")
+  p.add_argument("bundle")
+  p.add_argument("--host", default="127.0.0.1",
+                 help="address to bind (default: this machine only; 0.0.0.0 for the network)")
+  p.add_argument("--port", type=int, default=7860)
+  p.set_defaults(func=cmd_demo)
 
   p = commands.add_parser("eval", help="the paper's evaluation protocol for a bundle")
   p.add_argument("--bundle", required=True)
@@ -403,6 +410,16 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def cmd_demo(args) -> int:
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if importlib.util.find_spec("gradio") is None:
+    print("error: the demo needs Gradio: pip install 'mgpt_jax[demo]'", file=sys.stderr)
+    return 1
+  from mgpt_jax.demo.app import serve  # pylint: disable=g-import-not-at-top
+  serve(args.bundle, args.host, args.port)
+  return 0
+
+
 def cmd_export(args) -> int:
   from mgpt_jax.inference.bundle import export_bundle  # pylint: disable=g-import-not-at-top
   out = export_bundle(args.tokenizer_dir, args.lm_dir, args.out, dtype=args.dtype,
@@ -451,19 +468,9 @@ def cmd_generate(args) -> int:
 
 
 def _read_motion(path: str, system):
-  """Features (T, D) in dataset units, from a features file or a joints file (T, J, 3)."""
-  from mgpt_jax.data import formats  # pylint: disable=g-import-not-at-top
-  from mgpt_jax.data.features import joints_to_features  # pylint: disable=g-import-not-at-top
-  from mgpt_jax.data.skeletons import get_skeleton  # pylint: disable=g-import-not-at-top
-  skeleton = get_skeleton(system.config["dataset"])
-  shape = formats.load_npy(path, header_only=True).shape
-  if len(shape) == 3:
-    joints = formats.load_joints(path, skeleton.num_joints)
-    return joints_to_features(joints, skeleton).astype(np.float32)
-  if len(shape) == 2:
-    return formats.load_features(path, skeleton.feature_dim)
-  raise MotionDataError(path, f"shape {shape}: expected features (T, {skeleton.feature_dim}) "
-                        f"or joints (T, {skeleton.num_joints}, 3)")
+  """Features (T, D) in dataset units, from a features, joints or BVH file."""
+  from mgpt_jax.data.convert import load_motion_features  # pylint: disable=g-import-not-at-top
+  return load_motion_features(path, system.config["dataset"])
 
 
 def cmd_caption(args) -> int:

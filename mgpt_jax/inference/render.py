@@ -127,9 +127,14 @@ class _Panel:
       line.set_data_3d(*self.points[t, list(chain)].T)
 
 
-def _wrap(text: str, width_px: int, fontsize: float) -> str:
-  chars = max(10, int(width_px / (0.6 * fontsize * _DPI / 72)))  # ~0.6 em per character
-  return "\n".join(textwrap.wrap(" ".join(text.split()), chars)[:3])
+def _wrap(text: str, width_px: int, fontsize: float, max_lines: int = 3) -> str:
+  """At most max_lines lines that fit width_px (an ellipsis where text was cut)."""
+  chars = max(10, int(width_px / (0.68 * fontsize * _DPI / 72)))  # ~0.6 em per character, + room
+  lines = textwrap.wrap(" ".join(text.split()), chars)
+  if len(lines) > max_lines:
+    lines = lines[:max_lines]
+    lines[-1] = lines[-1][:chars - 1] + "…"
+  return "\n".join(lines)
 
 
 def render_motion(joints, out_path: str | os.PathLike, skeleton: Skeleton | str | None = None,
