@@ -38,8 +38,8 @@ class UserError(ValueError):
 class Reply:
   text: str
   video: str | None = None  # an .mp4 to show
-  video_in_chat: bool = True  # a generated motion; a captioned upload is shown beside the chat only
   files: tuple[str, ...] = ()  # downloads
+  video_in_chat: bool = True  # a generated motion; a captioned upload is shown beside the chat only
 
 
 def choose_task(task: str, text: str, motion_path: str | None) -> str:

@@ -129,7 +129,7 @@ class _Panel:
 
 def _wrap(text: str, width_px: int, fontsize: float, max_lines: int = 3) -> str:
   """At most max_lines lines that fit width_px (an ellipsis where text was cut)."""
-  chars = max(10, int(width_px / (0.68 * fontsize * _DPI / 72)))  # ~0.6 em per character, + room
+  chars = max(10, int(width_px / (0.75 * fontsize * _DPI / 72)))  # ~0.6 em a character, + room
   lines = textwrap.wrap(" ".join(text.split()), chars)
   if len(lines) > max_lines:
     lines = lines[:max_lines]
