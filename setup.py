@@ -32,13 +32,17 @@ setup(
         "numpy>=1.26,<3",
         "scipy>=1.11,<2",
         "matplotlib>=3.8,<4",
+        "imageio-ffmpeg>=0.5,<1",  # its wheel ships the ffmpeg binary that encodes MP4 renders
         "tqdm>=4.66,<5",
         "pycocoevalcap>=1.2,<1.3",  # the MS-COCO caption scorers (BLEU, ROUGE-L, CIDEr) for M2T
     ],
     extras_require={
         # torch 2.13.0 is pinned so pip takes the local CPU build and never a CUDA one.
+        # The demo's browser test also needs Chromium and its driver (apt: chromium chromium-driver).
         "test": ["pytest>=8", "transformers>=4.46,<6", "safetensors>=0.4", "torch==2.13.0",
-                 "bert-score>=0.3.13,<0.4"],
+                 "bert-score>=0.3.13,<0.4", "gradio>=6,<7", "selenium>=4.20,<5"],
+        # `mgpt demo`, the web app.
+        "demo": ["gradio>=6,<7"],
         # BERTScore for M2T; its model (roberta-large) must be downloaded separately.
         "eval": ["bert-score>=0.3.13,<0.4"],
         # t5x is not on PyPI: pip install "t5x @ git+https://github.com/google-research/t5x"

@@ -51,6 +51,25 @@ def cmd_to_joints(args) -> int:
   return 0
 
 
+def cmd_from_bvh(args) -> int:
+  from mgpt_jax.data import bvh_import  # pylint: disable=g-import-not-at-top
+  options = {"unit": args.unit, "up": args.up,
+             "joint_map": bvh_import.read_joint_map(args.joint_map) if args.joint_map else None}
+  if os.path.isdir(args.src):
+    report = bvh_import.convert_directory(args.src, args.out, overwrite=args.overwrite,
+                                          progress=_progress("from-bvh"), **options)
+    print(report.summary())
+    return 0
+  if not args.out.lower().endswith(".npy"):
+    raise ValueError(f"OUT {args.out!r}: expected a .npy path for a single BVH file")
+  if os.path.exists(args.out) and not args.overwrite:
+    raise FileExistsError(f"{args.out}: already exists; pass --overwrite to replace it")
+  array, clip = bvh_import.bvh_file_to_npy(args.src, args.out, as_joints=args.joints, **options)
+  print(f"read {args.src}: {clip.summary()}")
+  print(f"wrote {'joints' if args.joints else 'features'} {array.shape} to {args.out}")
+  return 0
+
+
 def cmd_build_tfds(args) -> int:
   from mgpt_jax.data import tfds_builder  # pylint: disable=g-import-not-at-top
   builder = tfds_builder.build(args.dir, dataset=args.config, tfds_data_dir=args.out)
@@ -174,7 +193,7 @@ def cmd_evaluator_import(args) -> int:
 def _motion_outputs(p: argparse.ArgumentParser, required: bool) -> None:
   p.add_argument("--out", required=required,
                  help="features .npy of the motion (numbered when several samples)")
-  p.add_argument("--render", default=None, help="a .gif or .mp4 animation")
+  p.add_argument("--render", default=None, help="a .gif or .mp4 animation (480 px, titled)")
   p.add_argument("--bvh", default=None, help="a .bvh file of the 22-joint skeleton")
   p.add_argument("--as-joints", action="store_true", help="--out holds joints (T, J, 3)")
 
@@ -216,6 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--stats", default=None, help="directory of stats: input is normalised")
   p.add_argument("--stats-kind", default="dataset", choices=("dataset", "meta", "eval"))
   p.set_defaults(func=cmd_to_joints)
+
+  p = data.add_parser("from-bvh", help="a BVH of any rig (or a folder of them) -> HumanML3D "
+                      "features, joints, or a dataset in the released layout")
+  p.add_argument("src", help="a .bvh file, or a directory of them (converted to a dataset)")
+  p.add_argument("out", help="a .npy file, or for a directory the dataset directory to write")
+  p.add_argument("--joints", action="store_true",
+                 help="write joints (T, 22, 3): metres, y up, 20 fps, not yet canonicalised")
+  p.add_argument("--joint-map", default=None, help='JSON {"pelvis": "<file joint>", ...}; our '
+                 "SMPL joint names or indices 0-21, over the built-in SMPL/Mixamo/CMU tables")
+  p.add_argument("--unit", default="auto", choices=("auto", "m", "cm", "mm", "inch"),
+                 help="length unit of the file (auto: from the leg length)")
+  p.add_argument("--up", default="auto", choices=("auto", "y", "z"),
+                 help="up axis of the file (auto: from the feet-to-head direction)")
+  p.add_argument("--overwrite", action="store_true")
+  p.set_defaults(func=cmd_from_bvh)
 
   p = data.add_parser("build-tfds", help="build the tensorflow-datasets dataset of a directory")
   p.add_argument("dir")
@@ -297,14 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = commands.add_parser("caption", help="motion to text with a bundle")
   p.add_argument("bundle")
-  p.add_argument("motion", help="features (T, D) or joints (T, J, 3) .npy")
+  p.add_argument("motion", help="features (T, D) or joints (T, J, 3) .npy, or a .bvh")
   p.set_defaults(func=cmd_caption)
 
   for name, text in (("predict", "continue the first 20 %% of a motion"),
                      ("inbetween", "fill in the middle half of a motion")):
     p = commands.add_parser(name, help=f"{text} with a bundle")
     p.add_argument("bundle")
-    p.add_argument("motion", help="features (T, D) or joints (T, J, 3) .npy")
+    p.add_argument("motion", help="features (T, D) or joints (T, J, 3) .npy, or a .bvh")
     p.add_argument("--seed", type=int, default=0)
     _motion_outputs(p, required=True)
     p.set_defaults(func=cmd_complete)
@@ -318,6 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--render", action="store_true", help="also a GIF per motion answer")
   p.set_defaults(func=cmd_batch)
+
+  p = commands.add_parser("demo", help="the web demo (Gradio) of a bundle")
+  p.add_argument("bundle")
+  p.add_argument("--host", default="127.0.0.1",
+                 help="address to bind (default: this machine only; 0.0.0.0 for the network)")
+  p.add_argument("--port", type=int, default=7860)
+  p.set_defaults(func=cmd_demo)
 
   p = commands.add_parser("eval", help="the paper's evaluation protocol for a bundle")
   p.add_argument("--bundle", required=True)
@@ -379,6 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def cmd_demo(args) -> int:
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if importlib.util.find_spec("gradio") is None:
+    print("error: the demo needs Gradio: pip install 'mgpt_jax[demo]'", file=sys.stderr)
+    return 1
+  from mgpt_jax.demo.app import serve  # pylint: disable=g-import-not-at-top
+  serve(args.bundle, args.host, args.port)
+  return 0
+
+
 def cmd_export(args) -> int:
   from mgpt_jax.inference.bundle import export_bundle  # pylint: disable=g-import-not-at-top
   out = export_bundle(args.tokenizer_dir, args.lm_dir, args.out, dtype=args.dtype,
@@ -387,7 +438,7 @@ def cmd_export(args) -> int:
   return 0
 
 
-def _save_outputs(features, out, render, bvh, fps, as_joints=False) -> None:
+def _save_outputs(features, out, render, bvh, fps, as_joints=False, title=None) -> None:
   from mgpt_jax import atomic_io  # pylint: disable=g-import-not-at-top
   from mgpt_jax.data.features import features_to_joints  # pylint: disable=g-import-not-at-top
   joints = features_to_joints(features) if (render or bvh or as_joints) else None
@@ -398,7 +449,7 @@ def _save_outputs(features, out, render, bvh, fps, as_joints=False) -> None:
   if render or bvh:
     if render:
       from mgpt_jax.inference.render import render_motion  # pylint: disable=g-import-not-at-top
-      render_motion(joints, render, fps=fps)
+      render_motion(joints, render, fps=fps, title=title)
       print(f"wrote {render}")
     if bvh:
       from mgpt_jax.inference.bvh import write_bvh  # pylint: disable=g-import-not-at-top
@@ -422,24 +473,14 @@ def cmd_generate(args) -> int:
     print(f"sample {k}: {len(codes)} codes, {len(features)} frames ({len(features) / fps:.1f} s)")
     _save_outputs(features, _numbered(args.out, k, len(results)),
                   _numbered(args.render, k, len(results)), _numbered(args.bvh, k, len(results)),
-                  fps, args.as_joints)
+                  fps, args.as_joints, title=args.text)
   return 0
 
 
 def _read_motion(path: str, system):
-  """Features (T, D) in dataset units, from a features file or a joints file (T, J, 3)."""
-  from mgpt_jax.data import formats  # pylint: disable=g-import-not-at-top
-  from mgpt_jax.data.features import joints_to_features  # pylint: disable=g-import-not-at-top
-  from mgpt_jax.data.skeletons import get_skeleton  # pylint: disable=g-import-not-at-top
-  skeleton = get_skeleton(system.config["dataset"])
-  shape = formats.load_npy(path, header_only=True).shape
-  if len(shape) == 3:
-    joints = formats.load_joints(path, skeleton.num_joints)
-    return joints_to_features(joints, skeleton).astype(np.float32)
-  if len(shape) == 2:
-    return formats.load_features(path, skeleton.feature_dim)
-  raise MotionDataError(path, f"shape {shape}: expected features (T, {skeleton.feature_dim}) "
-                        f"or joints (T, {skeleton.num_joints}, 3)")
+  """Features (T, D) in dataset units, from a features, joints or BVH file."""
+  from mgpt_jax.data.convert import load_motion_features  # pylint: disable=g-import-not-at-top
+  return load_motion_features(path, system.config["dataset"])
 
 
 def cmd_caption(args) -> int:
@@ -457,7 +498,7 @@ def cmd_complete(args) -> int:
   features, codes = task([_read_motion(args.motion, system)], seed=args.seed)[0]
   print(f"{len(codes)} codes, {len(features)} frames")
   _save_outputs(features, args.out, args.render, args.bvh, float(system.config["fps"]),
-                args.as_joints)
+                args.as_joints, title=f"{args.command}: {os.path.basename(args.motion)}")
   return 0
 
 
@@ -497,7 +538,7 @@ def cmd_batch(args) -> int:
         from mgpt_jax.inference.render import render_motion  # pylint: disable=g-import-not-at-top
         record["render"] = record["motion"][:-4] + ".gif"
         render_motion(features_to_joints(features), record["render"],
-                      fps=float(system.config["fps"]))
+                      fps=float(system.config["fps"]), title=item.template)
     else:
       record["text"] = system.vocab.decode(ids).strip()
     records.append(record)

@@ -16,3 +16,17 @@ def shared_data():
   if not os.path.isdir(SHARED_DATA):
     pytest.skip(f"real fixtures not found at {SHARED_DATA} (../shared beside the project root)")
   return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_system(tmp_path_factory):
+  """(tokenizer_dir, lm_dir, bundle_dir, loaded MotionGPT) of tests/tiny_bundle.py, built once."""
+  import time  # pylint: disable=g-import-not-at-top
+  import tiny_bundle  # pylint: disable=g-import-not-at-top
+  from mgpt_jax.inference.motiongpt import MotionGPT  # pylint: disable=g-import-not-at-top
+  tokenizer_dir, lm_dir, bundle_dir = tiny_bundle.build(str(tmp_path_factory.mktemp("bundle")))
+  start = time.perf_counter()
+  model = MotionGPT.load(bundle_dir)
+  print(f"bundle {sum(e['bytes'] for e in model.manifest['files'].values()) / 1e6:.2f} MB, "
+        f"load {time.perf_counter() - start:.2f} s")
+  return tokenizer_dir, lm_dir, bundle_dir, model

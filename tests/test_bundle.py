@@ -9,75 +9,24 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
+import tiny_bundle
 
 from mgpt_jax.data.features import features_to_joints
 
 from mgpt_jax.inference import motiongpt as mg
 from mgpt_jax.inference.bundle import export_bundle, lm_functions
-from mgpt_jax.inference.lm_checkpoint import load_lm, save_lm
+from mgpt_jax.inference.lm_checkpoint import load_lm
 from mgpt_jax.inference.tokenize_dataset import Tokenizer
 from mgpt_jax.lm import motion_span
-from mgpt_jax.lm.config import get_config
-from mgpt_jax.lm.sentencepiece_model import train_sentencepiece
-from mgpt_jax.lm.t5 import Transformer
-from mgpt_jax.lm.vocab import MotionVocabulary
-from mgpt_jax.tokenizer.vqvae import MotionVQVAE, VQConfig
 
-MAX_INPUT, MAX_DECODE = 48, 40
-TEXTS = ["a person walks forward", "someone jumps up and down", "a man waves his left hand",
-         "the person turns around slowly", "a woman kicks with her right foot"] * 4
-
-
-def _tokenizer_dir(root):
-  config = VQConfig(num_codes=32, code_dim=16, width=16, depth=1)
-  variables = MotionVQVAE(config).init(jax.random.key(0), jnp.zeros((1, 8, 263)))
-  stats = dict(variables["vq_stats"]["quantizer"])  # untrained codebooks are zeros: make
-  stats["codebook"] = jax.random.normal(jax.random.key(1), stats["codebook"].shape)  # codes differ
-  stats = {"quantizer": stats}
-  assets = os.path.join(root, "assets")
-  os.makedirs(assets)
-  with open(os.path.join(assets, "vq_config.json"), "w") as f:
-    json.dump(config.to_dict(), f)
-  with open(os.path.join(assets, "data.txt"), "w") as f:
-    f.write("dataset=humanml3d\n")
-  rng = np.random.default_rng(0)
-  np.save(os.path.join(assets, "Mean.npy"), rng.normal(size=263).astype(np.float32))
-  np.save(os.path.join(assets, "Std.npy"), rng.uniform(0.5, 2, 263).astype(np.float32))
-  with ocp.CheckpointManager(os.path.join(root, "checkpoints")) as manager:
-    manager.save(0, args=ocp.args.StandardSave(
-        {"params": variables["params"], "model_state": {"vq_stats": stats}}))
-    manager.wait_until_finished()
-  return root
-
-
-def _lm_dir(root):
-  assets = os.path.join(root, "assets")
-  model = train_sentencepiece(TEXTS, os.path.join(assets, "sentencepiece.model"), vocab_size=40)
-  with open(os.path.join(assets, "vocabulary.json"), "w") as f:
-    json.dump({"sentencepiece_model": "sentencepiece.model", "num_motion_tokens": 515}, f)
-  rows = -(-MotionVocabulary(model).vocab_size // 128) * 128
-  config = get_config("tiny", vocab_size=rows, num_encoder_layers=1, num_decoder_layers=1)
-  tokens = jnp.ones((1, 4), jnp.int32)
-  params = Transformer(config).init(jax.random.key(2), tokens, tokens, tokens,
-                                    enable_dropout=False)["params"]
-  save_lm(root, config, params)
-  return root
+MAX_INPUT, MAX_DECODE = tiny_bundle.MAX_INPUT, tiny_bundle.MAX_DECODE
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory):
-  root = tmp_path_factory.mktemp("bundle")
-  tokenizer_dir = _tokenizer_dir(str(root / "vq"))
-  lm_dir = _lm_dir(str(root / "lm"))
-  out = export_bundle(tokenizer_dir, lm_dir, str(root / "bundle"),
-                      max_input_length=MAX_INPUT, max_decode_length=MAX_DECODE)
-  start = time.perf_counter()
-  model = mg.MotionGPT.load(out)
-  print(f"bundle {sum(e['bytes'] for e in model.manifest['files'].values()) / 1e6:.2f} MB, "
-        f"load {time.perf_counter() - start:.2f} s")
-  return tokenizer_dir, lm_dir, out, model
+def system(tiny_system):
+  """(tokenizer_dir, lm_dir, bundle_dir, MotionGPT): the session's tiny bundle (conftest)."""
+  return tiny_system
 
 
 def test_exported_functions_match_flax(system):

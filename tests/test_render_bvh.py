@@ -4,7 +4,6 @@ import re
 
 import numpy as np
 import pytest
-from matplotlib import animation
 from PIL import Image
 
 from mgpt_jax.data import quaternion as Q
@@ -48,21 +47,49 @@ def test_render_gif_has_every_frame(tmp_path):
   with Image.open(out) as image:
     assert image.format == "GIF"
     assert image.n_frames == 12
-    assert image.size == (240, 240)  # figsize 4 x dpi 60
+    assert image.size == (480, 480)  # the readable default
   assert os.listdir(tmp_path) == ["walk.gif"]  # no temporary files left behind
 
 
-def test_render_mp4_or_clear_skip(tmp_path):
-  if not animation.writers.is_available("ffmpeg"):
-    pytest.skip("ffmpeg is not installed, so MP4 cannot be encoded (the error is tested below)")
+def _mp4_frames(path) -> tuple[int, tuple[int, int], float]:
+  """Frame count, frame size and duration (s) of a video, read back by ffmpeg itself."""
+  import imageio_ffmpeg  # pylint: disable=g-import-not-at-top
+  frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+  reader = imageio_ffmpeg.read_frames(str(path))
+  meta = next(reader)
+  first = next(reader)
+  reader.close()
+  assert len(first) == meta["size"][0] * meta["size"][1] * 3
+  return frames, tuple(meta["size"]), meta["duration"]
+
+
+def test_render_mp4_out_of_the_box(tmp_path):
+  """MP4 needs no system ffmpeg: the imageio-ffmpeg wheel's binary encodes it."""
   out = tmp_path / "walk.mp4"
-  render_motion(_walking_skeleton(6), out, skeleton="humanml3d")
+  render_motion(_walking_skeleton(20), out, skeleton="humanml3d", title="a person walks")
   assert open(out, "rb").read(12)[4:8] == b"ftyp"
+  frames, size, duration = _mp4_frames(out)
+  assert frames == 20 and size == (480, 480) and duration == pytest.approx(1.0, abs=0.06)
+
+
+def test_render_side_by_side(tmp_path):
+  """Several motions share one animation as long as the longest, at one scale, each labelled."""
+  out = tmp_path / "pair.mp4"
+  short, long = _walking_skeleton(6), _walking_skeleton(10)
+  render_motion([short, long], out, title="a person walks", titles=["generated", "ground truth"],
+                size=200)  # rounded up to 208 for the codec's 16-pixel blocks
+  frames, size, _ = _mp4_frames(out)
+  assert frames == 10 and size == (416, 208)
+  with pytest.raises(ValueError, match="2 titles given for 3 motions"):
+    render_motion([short] * 3, tmp_path / "x.gif", titles=["a", "b"])
+  with pytest.raises(ValueError, match="no motions"):
+    render_motion([], tmp_path / "x.gif")
 
 
 def test_render_mp4_without_ffmpeg_says_so(tmp_path, monkeypatch):
-  monkeypatch.setattr(animation.writers, "is_available", lambda name: False)
-  with pytest.raises(RuntimeError, match=r"MP4 encoder \(ffmpeg\).*\.gif"):
+  from mgpt_jax.inference import render  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(render, "ffmpeg_executable", lambda: None)
+  with pytest.raises(RuntimeError, match=r"MP4 encoder \(ffmpeg\).*imageio-ffmpeg.*\.gif"):
     render_motion(_walking_skeleton(3), tmp_path / "walk.mp4")
   assert not os.listdir(tmp_path)
 
@@ -75,6 +102,7 @@ def test_render_mp4_without_ffmpeg_says_so(tmp_path, monkeypatch):
     (np.zeros((0, 22, 3)), "x.gif", {}, "no frames"),
     (np.full((3, 22, 3), np.nan), "x.gif", {}, "NaN"),
     (np.zeros((3, 22, 3)), "x.gif", {"fps": 0}, "fps"),
+    (np.zeros((3, 22, 3)), "x.gif", {"size": 10}, "size"),
 ])
 def test_render_rejects_bad_input(tmp_path, joints, path, kwargs, match):
   with pytest.raises(ValueError, match=match):

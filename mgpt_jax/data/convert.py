@@ -1,6 +1,8 @@
 """File-level conversions for custom data: joints files <-> feature files."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from mgpt_jax import atomic_io
@@ -48,6 +50,35 @@ def features_file_to_joints(features_path, out_path, dataset: str | None = None,
   joints = feature_math.features_to_joints(features, skeleton.num_joints).astype(np.float32)
   atomic_io.save_npy(out_path, joints)
   return joints
+
+
+def load_motion_features(path, dataset: str = "humanml3d") -> np.ndarray:
+  """Features (T, D) float32 in dataset units from a user's motion file, whatever its kind.
+
+  Accepts .npy features (T, D) or joints (T, J, 3), and .bvh of any rig (HumanML3D only).
+  """
+  skeleton = get_skeleton(dataset)
+  ext = os.path.splitext(os.fspath(path))[1].lower()
+  if ext == ".bvh":
+    if skeleton.name != "humanml3d":
+      raise formats.MotionDataError(path, f"BVH input maps onto the 22-joint HumanML3D skeleton; "
+                                    f"this model is {skeleton.name}")
+    from mgpt_jax.data.bvh_import import import_bvh  # pylint: disable=g-import-not-at-top
+    joints = import_bvh(path).joints
+  elif ext == ".npy":
+    shape = formats.load_npy(path, header_only=True).shape
+    if len(shape) == 2:
+      return formats.load_features(path, skeleton.feature_dim).astype(np.float32)
+    if len(shape) != 3:
+      raise formats.MotionDataError(path, f"shape {shape}: expected features (T, "
+                                    f"{skeleton.feature_dim}) or joints (T, {skeleton.num_joints}, 3)")
+    joints = formats.load_joints(path, skeleton.num_joints)
+  else:
+    raise formats.MotionDataError(path, "expected a motion file: .npy (features or joints) or .bvh")
+  try:
+    return feature_math.joints_to_features(joints, skeleton).astype(np.float32)
+  except ValueError as e:
+    raise formats.MotionDataError(path, str(e)) from None
 
 
 def _skeleton(dataset, path, num_joints=None, feature_dim=None) -> Skeleton:

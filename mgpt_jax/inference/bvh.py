@@ -22,7 +22,6 @@ Joints input goes through the same path with swings computed from the positions.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import warnings
 
@@ -31,6 +30,7 @@ from scipy.spatial.transform import Rotation
 
 from mgpt_jax.atomic_io import write_text
 from mgpt_jax.data import quaternion as quat
+from mgpt_jax.data.bvh_file import Bvh, bvh_to_joints, read_bvh  # pylint: disable=unused-import
 from mgpt_jax.data.features import features_to_joints
 from mgpt_jax.data.skeletons import HUMANML3D
 
@@ -45,17 +45,6 @@ FILE_ORDER = (0, 1, 4, 7, 10, 2, 5, 8, 11, 3, 6, 9, 12, 15, 13, 16, 18, 20, 14, 
 ROOT_CHANNELS = ("Xposition", "Yposition", "Zposition", "Zrotation", "Yrotation", "Xrotation")
 JOINT_CHANNELS = ("Zrotation", "Yrotation", "Xrotation")
 _EULER = "ZYX"  # intrinsic, matching JOINT_CHANNELS: R = Rz @ Ry @ Rx
-_AXES = {"X": 0, "Y": 1, "Z": 2}
-
-
-@dataclasses.dataclass
-class Bvh:
-  names: tuple[str, ...]
-  parents: np.ndarray  # (J,) index of each joint's parent in file order; -1 for the root
-  offsets: np.ndarray  # (J, 3)
-  channels: tuple[tuple[str, ...], ...]
-  frames: np.ndarray  # (F, sum of channel counts)
-  frame_time: float
 
 
 # --------------------------------------------------------------------------- rotations
@@ -228,109 +217,3 @@ def write_bvh(path: str | os.PathLike, motion, fps: float | None = None) -> Bvh:
   bvh = motion_to_bvh(motion, fps)
   write_text(path, bvh_text(bvh))
   return bvh
-
-
-def read_bvh(path: str | os.PathLike) -> Bvh:
-  """Parses a BVH file (any channel order; End Sites are skipped)."""
-  with open(path, encoding="utf-8") as f:
-    tokens = f.read().split()
-  pos = 0
-
-  def take(expected: str | None = None) -> str:
-    nonlocal pos
-    if pos >= len(tokens):
-      raise ValueError(f"{path}: file ends early" + (f", expected {expected!r}" if expected else ""))
-    token = tokens[pos]
-    pos += 1
-    if expected is not None and token != expected:
-      raise ValueError(f"{path}: expected {expected!r}, found {token!r} (token {pos})")
-    return token
-
-  def number(what: str) -> float:
-    token = take()
-    try:
-      return float(token)
-    except ValueError:
-      raise ValueError(f"{path}: {what} should be a number, found {token!r}") from None
-
-  names, parents, offsets, channels = [], [], [], []
-  stack = []  # the open joints, innermost last
-
-  def open_joint(parent: int) -> None:
-    names.append(take())
-    parents.append(parent)
-    take("{")
-    stack.append(len(names) - 1)
-
-  take("HIERARCHY")
-  take("ROOT")
-  open_joint(-1)
-  while stack:
-    token = take()
-    if token == "OFFSET":
-      offsets.append([number("OFFSET") for _ in range(3)])
-    elif token == "CHANNELS":
-      count = int(number("channel count"))
-      channels.append(tuple(take() for _ in range(count)))
-    elif token == "JOINT":
-      open_joint(stack[-1])
-    elif token == "End":  # an End Site: an offset without a joint; nothing to keep
-      for expected in ("Site", "{", "OFFSET"):
-        take(expected)
-      for _ in range(3):
-        number("End Site OFFSET")
-      take("}")
-    elif token == "}":
-      stack.pop()
-    else:
-      raise ValueError(f"{path}: unexpected {token!r} in the HIERARCHY (token {pos})")
-  if len(offsets) != len(names) or len(channels) != len(names):
-    raise ValueError(f"{path}: every joint needs one OFFSET and one CHANNELS line")
-  for expected in ("MOTION", "Frames:"):
-    take(expected)
-  count = int(number("Frames:"))
-  for expected in ("Frame", "Time:"):
-    take(expected)
-  frame_time = number("Frame Time:")
-  width = sum(len(c) for c in channels)
-  values = tokens[pos:]
-  if len(values) != count * width:
-    raise ValueError(f"{path}: {len(values)} motion values, expected {count} frames x {width} channels")
-  try:
-    frames = np.asarray(values, np.float64).reshape(count, width)
-  except ValueError as error:
-    raise ValueError(f"{path}: MOTION values should be numbers ({error})") from None
-  return Bvh(tuple(names), np.array(parents), np.asarray(offsets, np.float64), tuple(channels),
-             frames, frame_time)
-
-
-def bvh_to_joints(bvh: Bvh, order: tuple[str, ...] | None = None) -> np.ndarray:
-  """Forward kinematics: joint positions (F, J, 3), in file order or in `order` (names)."""
-  positions = np.zeros((len(bvh.frames), len(bvh.names), 3))
-  rotations = np.zeros((len(bvh.frames), len(bvh.names), 3, 3))
-  column = 0
-  for j, (parent, offset, names) in enumerate(zip(bvh.parents, bvh.offsets, bvh.channels)):
-    local = np.tile(np.eye(3), (len(bvh.frames), 1, 1))
-    translation = np.tile(offset, (len(bvh.frames), 1))
-    for name in names:  # channels compose left to right: R = R_first @ R_second @ ...
-      values = bvh.frames[:, column]
-      column += 1
-      axis, kind = _AXES.get(name[:1].upper()), name[1:].lower()
-      if axis is None or kind not in ("position", "rotation"):
-        raise ValueError(f"unknown BVH channel {name!r} of joint {bvh.names[j]!r}: expected "
-                         "X/Y/Z followed by position or rotation")
-      if kind == "position":
-        translation[:, axis] += values
-      else:
-        local = local @ Rotation.from_euler("xyz"[axis], values[:, None], degrees=True).as_matrix()
-    if parent < 0:
-      positions[:, j], rotations[:, j] = translation, local
-    else:
-      positions[:, j] = positions[:, parent] + np.einsum("tab,tb->ta", rotations[:, parent], translation)
-      rotations[:, j] = rotations[:, parent] @ local
-  if order is None:
-    return positions
-  missing = [name for name in order if name not in bvh.names]
-  if missing:
-    raise ValueError(f"BVH has no joints named {missing}; it has {list(bvh.names)}")
-  return positions[:, [bvh.names.index(name) for name in order]]
