@@ -132,6 +132,6 @@ def dataset_sentencepiece(data_dir: str, vocab_size: int = 500, split: str = "tr
       if e.max_vocab_size is None:
         raise
       # A small dataset cannot fill the requested size: take the most pieces it allows.
-      logging.warning("%s; training %d pieces instead", e, e.max_vocab_size)
+      logging.info("%s; training %d pieces instead", e, e.max_vocab_size)
       sentencepiece_model.train_sentencepiece(texts, path, vocab_size=e.max_vocab_size)
   return path
