@@ -10,6 +10,8 @@ from typing import Iterator
 
 import numpy as np
 
+from mgpt_jax.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
@@ -79,3 +81,38 @@ def file_sha256(path: str | os.PathLike) -> str:
     for block in iter(lambda: f.read(1 << 20), b""):
       digest.update(block)
   return digest.hexdigest()
+
+
+def check_output_dir(path: str | os.PathLike, overwrite: bool, markers: tuple[str, ...] = (),
+                     flag: str = "--overwrite") -> None:
+  """Refuses to write into a non-empty directory that holds none of mgpt's `markers`.
+
+  A marker is a file name, or (name, text it contains). A directory with one was written by
+  the same mgpt command before; anything else non-empty is the user's (e.g. a real dataset)
+  and is only written into with `overwrite`.
+  """
+  path = os.fspath(path)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise UserError(f"{path}: exists and is not a directory")
+  if overwrite or not os.path.isdir(path) or not os.listdir(path):
+    return
+  if any(_has_marker(path, marker) for marker in markers):
+    return
+  raise UserError(f"{path}: directory is not empty and was not written by mgpt; refusing to "
+                  f"write into it (pass {flag} to do so anyway)")
+
+
+def _has_marker(directory: str, marker) -> bool:
+  name, text = (marker, None) if isinstance(marker, str) else marker
+  try:
+    with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as f:
+      return text is None or text in f.read(4096)
+  except OSError:
+    return False
+
+
+def check_not_input(out: str | os.PathLike, *inputs: str | os.PathLike) -> None:
+  """Refuses an output path that is one of the inputs: it would be replaced while read."""
+  for source in inputs:
+    if source is not None and os.path.realpath(out) == os.path.realpath(source):
+      raise UserError(f"{out}: the output is the input file; expected a different output path")

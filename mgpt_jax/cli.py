@@ -8,7 +8,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from mgpt_jax import console
+from mgpt_jax import console, errors
 from mgpt_jax.data.formats import MotionDataError
 
 DATASETS = ("humanml3d", "kit")
@@ -21,7 +21,7 @@ def _progress(description: str):
 def cmd_synth(args) -> int:
   from mgpt_jax.data.synthetic import write_dataset  # pylint: disable=g-import-not-at-top
   report = write_dataset(args.out, args.num_motions, args.seed, dataset=args.dataset,
-                         workers=args.workers)
+                         workers=args.workers, overwrite=args.overwrite)
   print(f"wrote {report.num_motions} {report.dataset} motions ({report.num_frames} frames) to "
         f"{report.out_dir} in {report.seconds:.1f} s")
   return 0
@@ -90,7 +90,8 @@ def cmd_tokenize_dataset(args) -> int:
 
 def cmd_import_hf(args) -> int:
   from mgpt_jax.inference import lm_checkpoint  # pylint: disable=g-import-not-at-top
-  config, _ = lm_checkpoint.import_hf(args.hf_dir, args.out_dir, args.vocab_size, args.seed)
+  config, _ = lm_checkpoint.import_hf(args.hf_dir, args.out_dir, args.vocab_size, args.seed,
+                                      overwrite=args.overwrite)
   print(f"imported a T5 of {config.emb_dim} x {config.num_encoder_layers}/"
         f"{config.num_decoder_layers} layers with {config.vocab_size} vocabulary rows to "
         f"{args.out_dir}")
@@ -120,11 +121,6 @@ def cmd_export_official(args) -> int:
   print(f"wrote the official layout to {out}: {motiongpt.CHECKPOINT_NAME}, t5/, meta/, "
         "vq.yaml, lm.yaml")
   return 0
-
-
-def cmd_train(args) -> int:
-  from mgpt_jax import train  # pylint: disable=g-import-not-at-top
-  return train.main(args.flags)
 
 
 def cmd_plan(args) -> int:
@@ -200,7 +196,8 @@ def _motion_outputs(p: argparse.ArgumentParser, required: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="mgpt", description="MotionGPT on JAX: data, training, "
-                                   "inference and evaluation.")
+                                   "inference and evaluation. Errors are one line (exit 2); "
+                                   "--verbose anywhere shows their traceback.")
   commands = parser.add_subparsers(dest="command", required=True)
 
   data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command",
@@ -211,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--dataset", choices=DATASETS, default="humanml3d")
   p.add_argument("--workers", type=int, default=None)
+  p.add_argument("--overwrite", action="store_true",
+                 help="write into a non-empty directory that is not a synthetic dataset")
   p.set_defaults(func=cmd_synth)
 
   p = data.add_parser("validate", help="check a dataset directory; exit 1 on any error")
@@ -271,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="rows after adding the 515 motion ids (default: T5's 32100 ids + 515, "
                  "rounded up to 128)")
   p.add_argument("--seed", type=int, default=0, help="for the new rows")
+  p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
   p.set_defaults(func=cmd_import_hf)
 
   p = commands.add_parser("export-hf", help="our LM checkpoint -> a transformers T5 directory")
@@ -303,9 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--overwrite", action="store_true")
   p.set_defaults(func=cmd_export_official)
 
-  p = commands.add_parser("train", help="the built-in runner: --gin_file=F --gin.NAME=VALUE ...")
-  p.add_argument("flags", nargs=argparse.REMAINDER)
-  p.set_defaults(func=cmd_train)
+  # `mgpt train ...` goes straight to mgpt_jax.train (see main); listed here for --help.
+  commands.add_parser("train", help="the built-in runner: --gin_file=F --gin.NAME=VALUE ... "
+                      "(mgpt train --help)")
 
   p = commands.add_parser("plan", help="dry run: per-device memory, FLOPs and fit of a gin stage "
                           "on its mesh (simulated devices, no weights); --devices=N --mfu=F ...")
@@ -351,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help="where to find motions whose path does not exist, by file name")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--render", action="store_true", help="also a GIF per motion answer")
+  p.add_argument("--overwrite", action="store_true",
+                 help="write into a non-empty OUT_DIR that holds no earlier answers")
   p.set_defaults(func=cmd_batch)
 
   p = commands.add_parser("demo", help="the web demo (Gradio) of a bundle")
@@ -464,8 +466,25 @@ def _numbered(path: str | None, k: int, count: int) -> str | None:
   return f"{stem}_{k}.{ext}" if ext else f"{stem}_{k}"
 
 
+def _check_motion_outputs(args) -> None:
+  """Output flags that cannot work are refused before the bundle is loaded."""
+  if args.render:
+    from mgpt_jax.inference.render import check_output  # pylint: disable=g-import-not-at-top
+    check_output(args.render)
+  if args.bvh and not args.bvh.lower().endswith(".bvh"):
+    raise errors.UserError(f"--bvh {args.bvh}: expected a path ending in .bvh")
+  for flag, path in (("--out", args.out), ("--render", args.render), ("--bvh", args.bvh)):
+    if path and os.path.isdir(path):
+      raise errors.UserError(f"{flag} {path}: is a directory; expected a file path")
+
+
 def cmd_generate(args) -> int:
   from mgpt_jax.inference.motiongpt import MotionGPT  # pylint: disable=g-import-not-at-top
+  if args.num_samples < 1:
+    raise errors.UserError(f"--num-samples {args.num_samples}: expected an integer >= 1")
+  if not args.text.strip():
+    raise errors.UserError("--text is empty: expected a description of the motion")
+  _check_motion_outputs(args)
   system = MotionGPT.load(args.bundle)
   results = system.text_to_motion([args.text] * args.num_samples, seed=args.seed)
   fps = float(system.config["fps"])
@@ -493,6 +512,7 @@ def cmd_caption(args) -> int:
 def cmd_complete(args) -> int:
   """`predict` and `inbetween`: a motion in, the completed motion out."""
   from mgpt_jax.inference.motiongpt import MotionGPT  # pylint: disable=g-import-not-at-top
+  _check_motion_outputs(args)
   system = MotionGPT.load(args.bundle)
   task = system.predict if args.command == "predict" else system.inbetween
   features, codes = task([_read_motion(args.motion, system)], seed=args.seed)[0]
@@ -502,14 +522,23 @@ def cmd_complete(args) -> int:
   return 0
 
 
+BATCH_ANSWERS = "answers.jsonl"
+
+
 def cmd_batch(args) -> int:
   """Every line of a demo prompt file: motions to OUT_DIR/<line>.npy, texts to answers.jsonl."""
   import json  # pylint: disable=g-import-not-at-top
   from mgpt_jax import atomic_io  # pylint: disable=g-import-not-at-top
   from mgpt_jax.inference import prompts  # pylint: disable=g-import-not-at-top
   from mgpt_jax.inference.motiongpt import MotionGPT  # pylint: disable=g-import-not-at-top
+  atomic_io.check_output_dir(args.out_dir, args.overwrite, markers=(BATCH_ANSWERS,))
+  if args.render:
+    from mgpt_jax.inference.render import check_output  # pylint: disable=g-import-not-at-top
+    check_output(os.path.join(args.out_dir, "0001.gif"))
+  texts, skipped = [], []
+  lines = prompts.read_prompt_file(args.prompts, skipped)
+  total = len(lines) + len(skipped)  # unreadable lines count as prompts not answered
   system = MotionGPT.load(args.bundle)
-  lines, texts, skipped = prompts.read_prompt_file(args.prompts), [], []
   for item in lines:
     try:
       codes = None
@@ -519,7 +548,6 @@ def cmd_batch(args) -> int:
       texts.append((item, prompts.fill(item.template, codes)))
     except (MotionDataError, FileNotFoundError, ValueError) as e:
       skipped.append(f"line {item.line}: {e}")
-  os.makedirs(args.out_dir, exist_ok=True)
   rng = np.random.default_rng(args.seed)
   records = []
   for item, text in tqdm(texts, desc="prompts", file=sys.stderr):
@@ -542,29 +570,32 @@ def cmd_batch(args) -> int:
     else:
       record["text"] = system.vocab.decode(ids).strip()
     records.append(record)
-  atomic_io.write_text(os.path.join(args.out_dir, "answers.jsonl"),
-                       "".join(json.dumps(r) + "\n" for r in records))
-  print(f"answered {len(records)} of {len(lines)} prompts into {args.out_dir}")
+  if records:  # nothing answered: nothing written, an earlier answers file stays as it was
+    atomic_io.write_text(os.path.join(args.out_dir, BATCH_ANSWERS),
+                         "".join(json.dumps(r) + "\n" for r in records))
+  print(f"answered {len(records)} of {total} prompts into {args.out_dir}")
   for reason in skipped:
     print(f"skipped {reason}", file=sys.stderr)
   return 0 if records else 1
 
 
 def main(argv=None) -> int:
-  argv = sys.argv[1:] if argv is None else list(argv)
-  console.quiet(console.verbose_requested(argv))  # --verbose anywhere: TF's start-up messages too
+  argv, verbose = errors.pop_verbose(sys.argv[1:] if argv is None else argv)
+  console.quiet(verbose)  # TF's start-up messages only with --verbose
+  if argv[:1] == ["train"]:  # T5X-style flags, parsed by the entry point itself
+    from mgpt_jax import train  # pylint: disable=g-import-not-at-top
+    return train.main(argv[1:] + ([errors.VERBOSE_FLAG] if verbose else []))
   parser = build_parser()
-  # argparse.REMAINDER does not take a leading --flag: give `train`/`plan` the flags it left.
-  args, unknown = parser.parse_known_args([a for a in argv if a != console.VERBOSE_FLAG])
-  if unknown and not hasattr(args, "flags"):
-    parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-  if unknown:
-    args.flags = [*unknown, *args.flags]
   try:
-    return args.func(args)
-  except (MotionDataError, FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+    # argparse.REMAINDER does not take a leading --flag: give `plan` the flags it left.
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not hasattr(args, "flags"):
+      parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:
+      args.flags = [*unknown, *args.flags]
+  except SystemExit as e:  # argparse has printed the usage and its one-line error
+    return int(e.code or 0)
+  return errors.run(lambda: args.func(args), verbose)
 
 
 if __name__ == "__main__":

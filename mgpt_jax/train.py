@@ -15,17 +15,21 @@ environment variables they override): --coordinator_address=HOST:PORT,
 --process_count=N, --process_index=I, and --multiprocess_gpu to start
 jax.distributed even without them (jax then detects SLURM / Open MPI peers).
 
---verbose keeps TensorFlow's start-up messages and shows a traceback for a bad flag or file.
+--verbose keeps TensorFlow's start-up messages and shows the traceback of an error.
+Before any work the settings are checked: every --gin.MACRO=... must name a macro the
+gin files use, step counts and batch sizes must be positive, and the global batch must
+split evenly over the data-parallel devices and the processes.
 """
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import NamedTuple, Sequence
 
 import gin
 
-from mgpt_jax import console, gin_paths
+from mgpt_jax import console, errors, gin_paths
 
 
 class Flags(NamedTuple):
@@ -78,9 +82,12 @@ def parse_flags(argv: Sequence[str]) -> Flags:
     elif name == "--process_index":
       flags.distributed["process_id"] = _int_flag(name, value)
     else:
-      raise ValueError(f"unknown flag {name!r}")
+      raise errors.UserError(f"unknown flag {name!r}: expected --gin_file, --gin.NAME, "
+                             "--gin_bindings, --gin_search_paths, --coordinator_address, "
+                             "--process_count, --process_index, --multiprocess_gpu, --verbose "
+                             "or --help")
   if not flags.gin_files:
-    raise ValueError("no --gin_file given")
+    raise errors.UserError("no --gin_file given: expected e.g. --gin_file=gin/tokenizer_tiny.gin")
   return flags
 
 
@@ -103,20 +110,28 @@ def parse_config(files, bindings, search_paths=()) -> None:
     if path not in _ADDED_SEARCH_PATHS:
       _ADDED_SEARCH_PATHS.add(path)
       gin.add_config_file_search_path(path)
+  for name in files:
+    if not any(os.path.isfile(os.path.join(p, name))
+               for p in ["", *search_paths, *gin_paths.SEARCH_PATHS]):
+      raise errors.UserError(f"--gin_file={name}: file not found (searched the current "
+                             f"directory, --gin_search_paths and {gin_paths.GIN_DIR})")
   gin.parse_config_files_and_bindings(files, bindings, finalize_config=False)
 
 
 def configure(argv: Sequence[str]) -> Flags:
   """Parses the flags and the gin files and bindings they name."""
   flags = parse_flags(argv)
+  gin.clear_config()  # a fresh configuration per run, also when called in-process
   parse_config(flags.gin_files, flags.gin_bindings, flags.gin_search_paths)
   return flags
 
 
 def train(flags: Flags):
   # Imported here so that --help and flag errors answer without loading jax.
-  from mgpt_jax.training import distributed, runner  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from mgpt_jax.training import distributed, preflight, runner
   distributed.initialize(**flags.distributed)  # before gin's runner first touches a device
+  preflight.check(flags.gin_bindings)  # refuses nonsense before any work
   return gin.get_configurable(runner.train)()
 
 
@@ -125,24 +140,19 @@ def run(argv: Sequence[str]):
 
 
 def main(argv=None) -> int:
-  argv = sys.argv[1:] if argv is None else list(argv)
-  if {"-h", "--help"} & set(argv):
+  argv, verbose = errors.pop_verbose(sys.argv[1:] if argv is None else argv)
+  console.quiet(verbose)
+  if "--help" in argv or "-h" in argv:
     print(__doc__.strip())
     return 0
-  verbose = console.verbose_requested(argv)
-  console.quiet(verbose)
   if "--dry_run" in argv:  # the planner: compile for the mesh on simulated devices, no weights
     from mgpt_jax.training import planner  # pylint: disable=g-import-not-at-top
     return planner.main([a for a in argv if a != "--dry_run"])
-  try:
-    flags = configure([a for a in argv if a != console.VERBOSE_FLAG])
-  except (ValueError, OSError) as e:  # a bad flag, a gin file not found, a bad binding
-    if verbose:
-      raise
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  train(flags)
-  return 0
+
+  def command() -> int:
+    run(argv)
+    return 0
+  return errors.run(command, verbose, prog="mgpt train")
 
 
 if __name__ == "__main__":

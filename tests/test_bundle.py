@@ -112,7 +112,7 @@ def test_cli_export_generate_caption(system, tmp_path, capsys):
   assert cli.main(["export", "--tokenizer-dir", tokenizer_dir, "--lm-dir", lm_dir,
                    "--out", bundle]) == 0
   assert cli.main(["export", "--tokenizer-dir", tokenizer_dir, "--lm-dir", lm_dir,
-                   "--out", bundle]) == 1  # no silent overwrite
+                   "--out", bundle]) == 2  # no silent overwrite
   assert "exists" in capsys.readouterr().err
   out, gif, bvh = (str(tmp_path / name) for name in ("m.npy", "m.gif", "m.bvh"))
   assert cli.main(["generate", bundle, "--text", "a person walks forward", "--seed", "1",
@@ -126,7 +126,7 @@ def test_cli_export_generate_caption(system, tmp_path, capsys):
   capsys.readouterr()
   assert cli.main(["caption", bundle, out]) == 0  # greedy: the API's caption, same weights
   assert capsys.readouterr().out.strip() == system[3].motion_to_text([features])[0].strip()
-  assert cli.main(["caption", bundle, str(tmp_path / "missing.npy")]) == 1
+  assert cli.main(["caption", bundle, str(tmp_path / "missing.npy")]) == 2
   # Prediction and in-between take features or joints; the prefix is the input's own codes.
   longer = system[3].codes_to_features(np.arange(10, dtype=np.int32)[None] % 7)[0]
   source_features, joints = str(tmp_path / "source.npy"), str(tmp_path / "joints.npy")
@@ -140,10 +140,10 @@ def test_cli_export_generate_caption(system, tmp_path, capsys):
   assert cli.main(["inbetween", bundle, joints, "--out", done, "--as-joints"]) == 0
   assert np.load(done).shape[1:] == (22, 3)
   np.save(str(tmp_path / "bad.npy"), np.zeros((5, 7), np.float32))
-  assert cli.main(["predict", bundle, str(tmp_path / "bad.npy"), "--out", done]) == 1
+  assert cli.main(["predict", bundle, str(tmp_path / "bad.npy"), "--out", done]) == 2
   assert "263-d" in capsys.readouterr().err
   np.save(str(tmp_path / "short.npy"), longer[:3])
-  assert cli.main(["predict", bundle, str(tmp_path / "short.npy"), "--out", done]) == 1
+  assert cli.main(["predict", bundle, str(tmp_path / "short.npy"), "--out", done]) == 2
   assert "expected >= 4" in capsys.readouterr().err
 
 

@@ -287,5 +287,5 @@ def test_cli_import(assets, capsys):
   assert cli.main(args) == 0
   assert str(out) in capsys.readouterr().out
   assert load_evaluator(out).config.pack_motion is False
-  assert cli.main(args) == 1  # exists: refused without --overwrite, with a clear message
+  assert cli.main(args) == 2  # exists: refused without --overwrite, with a clear message
   assert "already exists" in capsys.readouterr().err

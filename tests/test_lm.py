@@ -175,5 +175,5 @@ def test_pytorch_bin_is_read_without_pickles(hf_model, tmp_path):
 
 
 def test_import_errors_are_clear(tmp_path, capsys):
-  assert cli.main(["import-hf", str(tmp_path), str(tmp_path / "out")]) == 1
+  assert cli.main(["import-hf", str(tmp_path), str(tmp_path / "out")]) == 2
   assert "config.json: not found" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Stage 1 end to end: sharded training, resume, learning, token export, gin files."""
+import json
 import os
 
 import gin
@@ -71,7 +72,9 @@ def test_resume_is_bit_identical(windows, tmp_path):
   straight, _ = _train(tmp_path / "straight", windows, 8, 4)
   _train(tmp_path / "resumed", windows, 4, 4)
   resumed, summary = _train(tmp_path / "resumed", windows, 8, 4)
-  assert list(summary["train"]) == [8]  # only steps 5..8 ran the second time
+  assert list(summary["train"]) == [4, 8]  # steps 5..8 ran the second time, 4 is history
+  with open(tmp_path / "resumed" / "summary.json") as f:
+    assert list(json.load(f)["train"]) == ["4", "8"]  # the whole history, across the resume
   for a, b in zip(jax.tree.leaves(jax.device_get(straight)), jax.tree.leaves(jax.device_get(resumed))):
     np.testing.assert_array_equal(a, b)
 

@@ -19,6 +19,7 @@ def joints_file_to_features(joints_path, out_path, dataset: str | None = None, *
   reference_joints: a `new_joints` clip of the target dataset whose bone lengths
   define the uniform skeleton (needed for exact KIT-ML numbers).
   """
+  atomic_io.check_not_input(out_path, joints_path, reference_joints)
   joints = formats.load_joints(joints_path)
   skeleton = _skeleton(dataset, joints_path, num_joints=joints.shape[1])
   if reference_joints is not None:
@@ -39,6 +40,7 @@ def features_file_to_joints(features_path, out_path, dataset: str | None = None,
 
   With `stats_dir` the features are taken as normalised and de-normalised first.
   """
+  atomic_io.check_not_input(out_path, features_path)
   array = formats.load_npy(features_path)
   if array.ndim != 2:
     raise formats.MotionDataError(features_path,

@@ -150,23 +150,40 @@ def dataset_captions(data_dir: str, split: str | None = None):
   return texts, skipped
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+
+
 def load_npy(path, header_only: bool = False) -> np.ndarray:
   """np.load without pickles, with an error that names the file.
 
   header_only: a read-only memory map, so only the header is read (shape and dtype).
   """
   try:
+    with open(path, "rb") as f:
+      magic = f.read(len(_NPY_MAGIC))
+      if magic != _NPY_MAGIC:
+        kind = "an empty file" if not magic else f"a file starting with {magic!r}"
+        raise MotionDataError(path, f"not a .npy file ({kind}); expected a NumPy array saved "
+                              "with np.save")
+      if not header_only:
+        f.seek(0)
+        array = np.load(f, allow_pickle=False)
     if header_only:
       array = np.load(path, mmap_mode="r", allow_pickle=False)
-    else:
-      with open(path, "rb") as f:
-        array = np.load(f, allow_pickle=False)
   except FileNotFoundError:
     raise MotionDataError(path, "file not found") from None
+  except IsADirectoryError:
+    raise MotionDataError(path, "is a directory; expected a .npy file") from None
   except (ValueError, OSError, EOFError) as e:
-    raise MotionDataError(path, f"not a readable .npy file (truncated or corrupt?): {e}") from None
-  if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
-    raise MotionDataError(path, f"expected a numeric array, got dtype {array.dtype}")
+    if isinstance(e, MotionDataError):
+      raise
+    pickled = "pickle" in str(e) or "Object arrays" in str(e)
+    reason = ("an array of Python objects, which is never loaded (no pickles)" if pickled
+              else f"truncated or corrupt ({e})")
+    raise MotionDataError(path, f"not a readable .npy file: {reason}") from None
+  if not isinstance(array, np.ndarray) or not (np.issubdtype(array.dtype, np.floating)
+                                               or np.issubdtype(array.dtype, np.integer)):
+    raise MotionDataError(path, f"dtype {array.dtype}: expected real numbers (float or int)")
   return array
 
 
@@ -183,6 +200,8 @@ def load_features(path, dim: int | None = None) -> np.ndarray:
   if dim is not None and array.shape[1] != dim:
     hint = {263: " (a HumanML3D file?)", 251: " (a KIT-ML file?)"}.get(array.shape[1], "")
     raise MotionDataError(path, f"has {array.shape[1]}-d features{hint}; expected {dim}-d")
+  if not len(array):
+    raise MotionDataError(path, f"empty clip: shape {array.shape}, expected at least one frame")
   frame = _first_bad_frame(array)
   if frame is not None:
     raise MotionDataError(path, f"NaN or Inf values, first at frame {frame}")
@@ -196,6 +215,8 @@ def load_joints(path, num_joints: int | None = None) -> np.ndarray:
     raise MotionDataError(path, f"expected joints of shape (T, J, 3), got shape {array.shape}")
   if num_joints is not None and array.shape[1] != num_joints:
     raise MotionDataError(path, f"has {array.shape[1]} joints; expected {num_joints}")
+  if not len(array):
+    raise MotionDataError(path, f"empty clip: shape {array.shape}, expected at least one frame")
   frame = _first_bad_frame(array)
   if frame is not None:
     raise MotionDataError(path, f"NaN or Inf values, first at frame {frame}")

@@ -71,17 +71,23 @@ class Report:
 
 
 def detect_dataset(root) -> Skeleton:
-  """The skeleton of a directory, from the width of its first readable feature file."""
+  """The skeleton of a directory, from the feature width most of its files have.
+
+  The files of another width are then reported by the clip checks, each by name.
+  """
   features_dir = os.path.join(root, formats.FEATURES_DIR)
+  widths = collections.Counter()
   for name in sorted(os.listdir(features_dir)) if os.path.isdir(features_dir) else []:
     try:
-      array = formats.load_npy(os.path.join(features_dir, name))
-      if array.ndim == 2:
-        return skeleton_for_dim(array.shape[1])
-    except (formats.MotionDataError, ValueError):
+      shape = formats.load_npy(os.path.join(features_dir, name), header_only=True).shape
+      if len(shape) == 2:
+        widths[skeleton_for_dim(shape[1]).name] += 1
+    except ValueError:  # unreadable, or a width of no dataset: the clip checks name it
       continue
-  raise formats.MotionDataError(features_dir, "no readable feature file to detect the dataset "
-                                "from; pass the dataset name")
+  if not widths:
+    raise formats.MotionDataError(features_dir, "no readable feature file to detect the dataset "
+                                  "from; pass --dataset")
+  return get_skeleton(widths.most_common(1)[0][0])
 
 
 def _names(directory: str, suffix: str) -> set[str]:
@@ -155,6 +161,9 @@ def validate_dataset(root, dataset: str | None = None,
       split_ids[split] = formats.read_split(root, split)
     except formats.MotionDataError as e:
       report.add(e)
+      continue
+    if not split_ids[split]:
+      report.error(path, "empty split: the file names no motion ids")
   named = set().union(*split_ids.values()) if split_ids else set()
 
   features = _names(os.path.join(root, formats.FEATURES_DIR), ".npy")

@@ -63,15 +63,25 @@ def motion_vocab_rows(hf_rows: int) -> int:
   A real T5 checkpoint has 32128 rows for 32100 ids, so motion k lands on 32100 + k;
   a custom checkpoint is assumed to use all its rows for text.
   """
-  used = T5_TEXT_IDS if hf_rows == T5_ROWS else hf_rows
-  return -(-(used + NUM_MOTION_TOKENS) // 128) * 128
+  return -(-(_text_ids(hf_rows) + NUM_MOTION_TOKENS) // 128) * 128
+
+
+def _text_ids(hf_rows: int) -> int:
+  return T5_TEXT_IDS if hf_rows == T5_ROWS else hf_rows
 
 
 def import_hf(hf_dir: str, out_dir: str, vocab_size: int | None = None,
-              seed: int = 0) -> tuple[T5Config, dict]:
+              seed: int = 0, overwrite: bool = False) -> tuple[T5Config, dict]:
   """A transformers T5 checkpoint as our LM, tables extended to the motion vocabulary."""
+  if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+    raise FileExistsError(f"{out_dir}: exists and is not empty; pass --overwrite to replace it")
   hf_config, state = hf_convert.read_hf_checkpoint(hf_dir)
   config, params = hf_convert.from_hf(hf_config, state)
+  needed = _text_ids(config.vocab_size) + NUM_MOTION_TOKENS
+  if vocab_size is not None and vocab_size < needed:
+    raise ValueError(f"--vocab-size {vocab_size}: too small for the checkpoint's "
+                     f"{_text_ids(config.vocab_size)} text ids and the {NUM_MOTION_TOKENS} "
+                     f"motion ids; expected at least {needed}")
   rows = vocab_size or motion_vocab_rows(config.vocab_size)
   rng = np.random.default_rng(seed)
   params["token_embedder"]["embedding"] = hf_convert.extend_rows(

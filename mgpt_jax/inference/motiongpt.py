@@ -54,9 +54,24 @@ def verify(bundle_dir: str) -> dict:
       manifest = json.load(f)
   except FileNotFoundError:
     raise BundleError(f"{path}: missing; is {bundle_dir} an inference bundle?") from None
-  if manifest.get("format") != FORMAT:
-    raise BundleError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
-  for name, entry in manifest["files"].items():
+  except (ValueError, UnicodeDecodeError) as e:
+    raise BundleError(f"{path}: not valid JSON ({e})") from None
+  if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    found = manifest.get("format") if isinstance(manifest, dict) else manifest
+    raise BundleError(f"{path}: format {found!r}, expected {FORMAT!r}")
+  files = manifest.get("files")
+  if not isinstance(files, dict):
+    raise BundleError(f"{path}: no 'files' table of checksums")
+  # Every file of the bundle must be covered: an unlisted file could be edited unnoticed.
+  for name in sorted(os.listdir(bundle_dir)):
+    if name != MANIFEST and not name.startswith(".") and name not in files:
+      raise BundleError(f"{os.path.join(bundle_dir, name)}: not listed in {MANIFEST}; the "
+                        "bundle was modified")
+  for name in (CONFIG, VOCABULARY, LM_PARAMS, VQ_PARAMS, MEAN, STD,
+               *map(function_file, FUNCTIONS)):
+    if name not in files:
+      raise BundleError(f"{path}: does not list {name}, which every bundle has")
+  for name, entry in files.items():
     file = os.path.join(bundle_dir, name)
     if not os.path.exists(file):
       raise BundleError(f"{file}: listed in {MANIFEST} but missing")

@@ -31,26 +31,50 @@ class PromptLine:
   motion_path: str | None
 
 
-def read_prompt_file(path: str) -> list[PromptLine]:
-  """The prompts of a file; a line naming a motion must also say where it goes."""
+def read_prompt_file(path: str, skipped: list[str] | None = None) -> list[PromptLine]:
+  """The prompts of a file; a line naming a motion must also say where it goes.
+
+  With `skipped` a bad line (malformed, or not UTF-8) is reported there and the others are
+  read; without it the first bad line raises.
+  """
+  try:
+    with open(path, "rb") as f:
+      raw_lines = f.read().split(b"\n")
+  except FileNotFoundError:
+    raise formats.MotionDataError(path, "prompt file not found") from None
   prompts = []
-  with open(path, encoding="utf-8") as f:
-    for number, raw in enumerate(f, 1):
-      text = raw.strip()
-      if not text:
-        continue
-      template, _, motion = text.partition("#")
-      has_slot = any(p in template for p in (*WHOLE, PREFIX, MASKED))
-      if motion and not has_slot:
-        raise formats.MotionDataError(path, f"names a motion but its prompt has no motion "
-                                      f"placeholder ({WHOLE[0]}, {PREFIX} or {MASKED})", number)
-      if has_slot and not motion:
-        raise formats.MotionDataError(path, "has a motion placeholder but no '#<motion path>'",
-                                      number)
-      prompts.append(PromptLine(number, template.strip(), motion.strip() or None))
-  if not prompts:
+  for number, raw in enumerate(raw_lines, 1):
+    try:
+      prompt = _parse_line(path, number, raw)
+    except formats.MotionDataError as e:
+      if skipped is None:
+        raise
+      skipped.append(str(e))
+      continue
+    if prompt is not None:
+      prompts.append(prompt)
+  if not prompts and not skipped:
     raise formats.MotionDataError(path, "no prompts")
   return prompts
+
+
+def _parse_line(path: str, number: int, raw: bytes) -> PromptLine | None:
+  try:
+    text = raw.decode("utf-8").strip()
+  except UnicodeDecodeError as e:
+    raise formats.MotionDataError(path, f"not UTF-8 text (byte {raw[e.start]:#x})",
+                                  number) from None
+  if not text:
+    return None
+  template, _, motion = text.partition("#")
+  has_slot = any(p in template for p in (*WHOLE, PREFIX, MASKED))
+  if motion and not has_slot:
+    raise formats.MotionDataError(path, f"names a motion but its prompt has no motion "
+                                  f"placeholder ({WHOLE[0]}, {PREFIX} or {MASKED})", number)
+  if has_slot and not motion:
+    raise formats.MotionDataError(path, "has a motion placeholder but no '#<motion path>'",
+                                  number)
+  return PromptLine(number, template.strip(), motion.strip() or None)
 
 
 def find_motion(path: str, motion_dir: str | None) -> str:

@@ -43,14 +43,15 @@ def ffmpeg_executable() -> str | None:
     return shutil.which("ffmpeg")
 
 
-def _format_of(out_path) -> str:
+def check_output(out_path) -> str:
+  """The format of `out_path` (its extension); raises before any work if it cannot be written."""
   ext = os.path.splitext(os.fspath(out_path))[1].lower()
   if ext not in FORMATS:
     raise ValueError(f"cannot render to {os.fspath(out_path)!r}: the extension picks the format, "
                      f"expected one of {FORMATS}")
   if ext == ".mp4" and ffmpeg_executable() is None:
-    raise RuntimeError(f"cannot write {os.fspath(out_path)!r}: no MP4 encoder (ffmpeg) found; "
-                       "pip install imageio-ffmpeg, or render to .gif, which always works")
+    raise ValueError(f"cannot write {os.fspath(out_path)!r}: no MP4 encoder (ffmpeg) found; "
+                     "pip install imageio-ffmpeg, or render to .gif, which always works")
   return ext
 
 
@@ -152,7 +153,7 @@ def render_motion(joints, out_path: str | os.PathLike, skeleton: Skeleton | str 
   fixed limits fitting the whole motion. size: frame height in pixels, also the
   width of each panel (rounded up to a multiple of 16 for the video codec).
   """
-  ext = _format_of(out_path)  # before any work, so a missing encoder fails fast
+  ext = check_output(out_path)  # before any work, so a missing encoder fails fast
   motions = _as_motion_list(joints)
   checked = [_check_joints(m, skeleton) for m in motions]
   motions = [m for m, _ in checked]

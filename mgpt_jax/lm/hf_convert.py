@@ -119,14 +119,40 @@ def hf_names(config: T5Config) -> list[str]:
   return [name for name, *_ in _mapping(config)]
 
 
+def hf_shape(name: str, config: T5Config) -> tuple[int, ...]:
+  """The shape transformers gives weight `name` of a T5 with `config`."""
+  d, inner, ff = config.emb_dim, config.num_heads * config.head_dim, config.mlp_dim
+  suffix = name.rsplit(".", 2)[-2]
+  if name in ("shared.weight", "lm_head.weight"):
+    return (config.vocab_size, d)
+  return {"layer_norm": (d,), "final_layer_norm": (d,), "q": (inner, d), "k": (inner, d),
+          "v": (inner, d), "o": (d, inner), "wi": (ff, d), "wi_0": (ff, d), "wi_1": (ff, d),
+          "wo": (d, ff),
+          "relative_attention_bias": (config.relative_attention_num_buckets, config.num_heads),
+          }[suffix]
+
+
+_CONFIG_FIELDS = "d_model {emb_dim}, d_kv {head_dim}, num_heads {num_heads}, d_ff {mlp_dim}, " \
+                 "vocab_size {vocab_size}"
+
+
 def hf_to_params(state: dict[str, np.ndarray], config: T5Config) -> dict:
-  """Our `params` tree from a Hugging Face state dict (numpy arrays)."""
+  """Our `params` tree from a Hugging Face state dict (numpy arrays).
+
+  Every weight must have the shape the config gives it: a config that disagrees with its
+  weights is refused here, not when the imported model is first run.
+  """
   params: dict = {}
   missing = []
   for name, path, to_ours, _ in _mapping(config):
     if name not in state:
       missing.append(name)
       continue
+    shape, expected = tuple(np.shape(state[name])), hf_shape(name, config)
+    if shape != expected:
+      raise ValueError(f"weight {name} has shape {shape}, but config.json ("
+                       + _CONFIG_FIELDS.format(**config.to_dict())
+                       + f") expects {expected}; the config does not match the weights")
     _set(params, path, np.asarray(to_ours(np.asarray(state[name], np.float32))))
   if missing:
     raise ValueError(f"the checkpoint lacks {len(missing)} T5 weights, e.g. {missing[:3]}")
@@ -169,6 +195,14 @@ def read_hf_checkpoint(hf_dir: str) -> tuple[dict, dict[str, np.ndarray]]:
   except FileNotFoundError:
     raise FileNotFoundError(f"{config_path}: not found; is {hf_dir} a transformers model "
                             "directory?") from None
+  except (ValueError, UnicodeDecodeError) as e:
+    raise ValueError(f"{config_path}: not valid JSON ({e})") from None
+  if not isinstance(hf_config, dict):
+    raise ValueError(f"{config_path}: expected a JSON object of T5 settings")
+  missing = [key for key in ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff", "num_layers")
+             if not isinstance(hf_config.get(key), int)]
+  if missing:
+    raise ValueError(f"{config_path}: lacks integer {', '.join(missing)}; expected a T5 config")
   if hf_config.get("model_type") not in ("t5", "mt5", None):
     raise ValueError(f"{config_path}: model_type {hf_config.get('model_type')!r} is not T5")
   safetensors_path = os.path.join(hf_dir, "model.safetensors")

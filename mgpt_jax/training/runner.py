@@ -27,11 +27,14 @@ from clu import metric_writers
 from tqdm import tqdm
 
 from mgpt_jax import atomic_io
+from mgpt_jax.errors import UserError
+from mgpt_jax.training import run_lock
 from mgpt_jax.training.checkpoints import Checkpoints
 from mgpt_jax.training.partitioning import Partitioner, host_arrays
 from mgpt_jax.training.trainer import Trainer, TrainState
 
 ASSETS_DIR = "assets"
+SUMMARY = "summary.json"
 
 
 def _write_assets(model_dir: str, *owners) -> None:
@@ -63,24 +66,36 @@ def train(*, model, train_data, optimizer: optax.GradientTransformation,
   """Trains `model` to `num_steps`, resuming from the latest checkpoint in model_dir.
 
   Returns the final state and a summary: the logged train metrics per step and
-  the evaluations.
+  the evaluations (of this run and of the runs it resumes). Only one run at a time may use
+  model_dir.
   """
+  if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+    raise UserError(f"num_steps {num_steps!r}: expected an integer >= 1")
+  with run_lock.locked(model_dir):
+    return _train(model, train_data, optimizer, model_dir, num_steps, partitioner, seed,
+                  checkpoint_every, keep_checkpoints, log_every, eval_every, evaluator,
+                  eval_at_start, progress, init_params)
+
+
+def _train(model, train_data, optimizer, model_dir, num_steps, partitioner, seed,
+           checkpoint_every, keep_checkpoints, log_every, eval_every, evaluator, eval_at_start,
+           progress, init_params):
   partitioner = partitioner or Partitioner()
   first = host_arrays(train_data.batch(0, jax.process_index(), jax.process_count()))
   batch_spec = {k: jax.ShapeDtypeStruct((v.shape[0] * jax.process_count(),) + v.shape[1:], v.dtype)
                 for k, v in first.items()}
   trainer = Trainer(model, optimizer, partitioner, batch_spec, seed, microbatches)
   checkpoints = Checkpoints(model_dir, checkpoint_every, keep_checkpoints)
-  latest = checkpoints.latest_step()
-  if latest is None:
+  state = None
+  if checkpoints.latest_step() is not None:
+    logging.info("restoring the latest step from %s", checkpoints.directory)
+    state = checkpoints.restore_latest(trainer.abstract_with_shardings())
+  if state is None:
     state = trainer.init_state(None if init_params is None else init_params())
-  else:
-    logging.info("restoring step %d from %s", latest, checkpoints.directory)
-    state = checkpoints.restore(trainer.abstract_with_shardings(), latest)
   start = int(state.step)
   _write_assets(model_dir, model, train_data)
   writer = metric_writers.create_default_writer(model_dir, just_logging=jax.process_index() > 0)
-  summary: dict[str, Any] = {"train": {}, "eval": {}}
+  summary = _read_summary(model_dir, start)
 
   def evaluate(step):
     if evaluator is not None:
@@ -104,6 +119,8 @@ def train(*, model, train_data, optimizer: optax.GradientTransformation,
       scalars["steps_per_second"] = len(history) / (time.time() - tick)
       writer.write_scalars(done, scalars)
       summary["train"][done] = scalars
+      if jax.process_index() == 0:  # as it grows: a killed run's history reaches its resumption
+        _write_summary(model_dir, summary)
       bar.set_postfix(loss=f"{scalars['loss']:.4f}")
       history, tick = [], time.time()
     checkpoints.save(done, state, force=done == num_steps)
@@ -120,7 +137,25 @@ def train(*, model, train_data, optimizer: optax.GradientTransformation,
   return state, summary
 
 
+def _read_summary(model_dir: str, start: int) -> dict[str, Any]:
+  """The metrics an earlier run logged up to `start`, the step this run resumes from."""
+  summary: dict[str, Any] = {"train": {}, "eval": {}}
+  path = os.path.join(model_dir, SUMMARY)
+  if not start or not os.path.exists(path):
+    return summary
+  try:
+    with open(path, encoding="utf-8") as f:
+      earlier = json.load(f)
+    for part in summary:
+      summary[part] = {int(step): value for step, value in earlier.get(part, {}).items()
+                       if int(step) <= start}
+  except (OSError, ValueError, AttributeError) as e:
+    logging.warning("%s: unreadable (%s); it will hold only this run's metrics", path, e)
+  return summary
+
+
 def _write_summary(model_dir: str, summary: dict) -> None:
   def plain(x):
     return {str(k): plain(v) for k, v in x.items()} if isinstance(x, dict) else float(np.asarray(x))
-  atomic_io.write_text(os.path.join(model_dir, "summary.json"), json.dumps(plain(summary), indent=1))
+  ordered = {part: dict(sorted(values.items())) for part, values in summary.items()}
+  atomic_io.write_text(os.path.join(model_dir, SUMMARY), json.dumps(plain(ordered), indent=1))

@@ -341,9 +341,12 @@ def _train_normalizers(results: list[dict], train: list[str], num_joints: int):
           stats.compute_stats([rows], num_joints, feat_bias=stats.META_FEAT_BIAS))
 
 
+_README_MARK = "generator: mgpt_jax.data.synthetic"
+
+
 def _readme(skeleton: Skeleton, num_motions: int, seed: int) -> str:
   return ("SYNTHETIC motion dataset: procedurally generated actions, not motion capture.\n"
-          f"generator: mgpt_jax.data.synthetic version {GENERATOR_VERSION}\n"
+          f"{_README_MARK} version {GENERATOR_VERSION}\n"
           f"seed: {seed}\ndataset: {skeleton.name} ({skeleton.feature_dim}-d features, "
           f"{skeleton.num_joints} joints, {skeleton.fps:g} fps)\nmotions: {num_motions}\n"
           "layout: new_joint_vecs/, new_joints/, texts/, train/val/test/train_val/all.txt, "
@@ -353,11 +356,13 @@ def _readme(skeleton: Skeleton, num_motions: int, seed: int) -> str:
 
 
 def write_dataset(out_dir: str, num_motions: int, seed: int, dataset: str = "humanml3d",
-                  progress: bool = True, workers: int | None = None) -> SynthReport:
+                  progress: bool = True, workers: int | None = None,
+                  overwrite: bool = False) -> SynthReport:
   """Writes `num_motions` synthetic motions in the HumanML3D / KIT-ML layout into `out_dir`.
 
   Every file is written atomically; split files come last (all.txt the very
-  last), so a directory with all.txt is complete.
+  last), so a directory with all.txt is complete. A non-empty `out_dir` that is not a
+  synthetic dataset (its ids are real HumanML3D ids) is refused unless `overwrite`.
   """
   if num_motions < 1:
     raise ValueError(f"num_motions must be >= 1, got {num_motions}")
@@ -367,6 +372,8 @@ def write_dataset(out_dir: str, num_motions: int, seed: int, dataset: str = "hum
     raise ValueError(f"workers must be >= 1, got {workers}")
   start = time.perf_counter()
   out_dir = os.fspath(out_dir)
+  # README.txt comes first: a write that was interrupted may be resumed.
+  atomic_io.check_output_dir(out_dir, overwrite, markers=(SIDECAR, ("README.txt", _README_MARK)))
   # all.txt marks a complete directory: an older one must not vouch for this write.
   if os.path.exists(os.path.join(out_dir, "all.txt")):
     os.remove(os.path.join(out_dir, "all.txt"))
