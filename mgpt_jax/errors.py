@@ -22,8 +22,9 @@ class UserError(Exception):
 
 
 # ValueError covers MotionDataError, BundleError and gin's parse errors; OSError covers
-# missing files, gin's "Unable to open file", permissions and full disks.
-USER_ERRORS = (UserError, ValueError, OSError)
+# missing files, gin's "Unable to open file", permissions and full disks; ImportError a gin
+# file that imports a module this installation lacks (a T5X file given to our runner).
+USER_ERRORS = (UserError, ValueError, OSError, ImportError)
 
 
 def one_line(error: BaseException) -> str:

@@ -5,7 +5,6 @@ there is no traceback, and that nothing was written or changed. The commands run
 (cli.main with argv); one case runs the real interpreter entry point.
 """
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -128,7 +127,7 @@ def test_text_renamed_npy_is_not_called_a_pickle(tmp_path, capsys):
   source = tmp_path / "notes.npy"
   source.write_text("hello, this is text\n")
   line = refused(capsys, ["data", "to-joints", source, tmp_path / "out.npy"], source,
-                 "not a .npy file", watch=[tmp_path])
+                 "starts with b'hello,'", watch=[tmp_path])
   assert "pickle" not in line
 
 
@@ -471,58 +470,8 @@ def test_unknown_command(capsys):
 
 
 # --------------------------------------------------------------------------- checkpoints
-
-
-def _kill_test_module():
-  spec = importlib.util.spec_from_file_location("kill_test", os.path.join(REPO, "tools",
-                                                                          "kill_test.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-@pytest.fixture(scope="module")
-def tiny_run(dataset, tmp_path_factory):
-  """A finished tiny run of 4 steps (checkpoints at 2 and 4) and its final state."""
-  kill_test = _kill_test_module()
-  model_dir = str(tmp_path_factory.mktemp("tiny_run") / "run")
-  state, _ = kill_test.train_tiny(model_dir, dataset, 2)
-  state, _ = kill_test.train_tiny(model_dir, dataset, 4)
-  return kill_test, model_dir, state
-
-
-def _leaves(state):
-  import jax  # pylint: disable=g-import-not-at-top
-  return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))]
-
-
-def test_summary_keeps_the_history_across_resumes(tiny_run):
-  _, model_dir, _ = tiny_run
-  with open(os.path.join(model_dir, "summary.json")) as f:
-    assert list(json.load(f)["train"]) == ["2", "4"]
-
-
-def test_truncated_latest_checkpoint_falls_back_to_the_previous(tiny_run, dataset, tmp_path,
-                                                                 capsys):
-  kill_test, model_dir, state = tiny_run
-  copy = str(tmp_path / "run")
-  shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns(".lock"))
-  latest = os.path.join(copy, "checkpoints", "4")
-  for directory, _, files in os.walk(latest):
-    for name in files:
-      path = os.path.join(directory, name)
-      if os.path.getsize(path) > 64:
-        with open(path, "r+b") as f:
-          f.truncate(os.path.getsize(path) // 2)
-  capsys.readouterr()
-  again, summary = kill_test.train_tiny(copy, dataset, 4)
-  err = capsys.readouterr().err
-  assert f"checkpoint {latest} is unreadable" in err and "Traceback" not in err
-  assert os.path.isdir(os.path.join(copy, "checkpoints_unreadable", "4"))
-  assert sorted(os.listdir(os.path.join(copy, "checkpoints"))) == ["2", "4"]
-  assert list(summary["train"]) == [2, 4]
-  for a, b in zip(_leaves(state), _leaves(again)):  # steps 3-4 ran again, bit for bit
-    assert a.tobytes() == b.tobytes()
+# tools/kill_test.py: kills, restarts, summary history and the truncated-checkpoint fallback,
+# in one interpreter whose forked children share one compilation.
 
 
 def test_kill_test_three_kills(tmp_path):
@@ -534,4 +483,7 @@ def test_kill_test_three_kills(tmp_path):
       env={**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"})
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
   record = json.loads(record_path.read_text())
+  # Every round's final state and summary.json history equal the uninterrupted run's.
   assert record["kills"] == 3 and record["identical"] and record["identical_rounds"] >= 1
+  # A truncated latest checkpoint is reported, and the previous one is used.
+  assert record["truncated_reported"] and record["truncated_recovered"]

@@ -98,10 +98,10 @@ def test_to_features_and_to_joints_round_trip(synthetic_dir, tmp_path, capsys):
 def test_conversion_errors_are_clear(tmp_path, capsys):
   np.save(tmp_path / "j.npy", np.zeros((30, 21, 3)))
   assert cli.main(["data", "to-features", str(tmp_path / "j.npy"), str(tmp_path / "o.npy"),
-                   "--dataset", "humanml3d"]) == 1
+                   "--dataset", "humanml3d"]) == 2
   assert "has 21 joints; humanml3d expects 22" in capsys.readouterr().err
   np.save(tmp_path / "f.npy", np.zeros((30, 100), np.float32))
-  assert cli.main(["data", "to-joints", str(tmp_path / "f.npy"), str(tmp_path / "o.npy")]) == 1
+  assert cli.main(["data", "to-joints", str(tmp_path / "f.npy"), str(tmp_path / "o.npy")]) == 2
   assert "no skeleton has 100-d features" in capsys.readouterr().err
   assert not (tmp_path / "o.npy").exists()
 

@@ -9,7 +9,9 @@ duration of an uninterrupted run, so kills land in start-up, in steps and in che
 writes. The run is restarted in the same model_dir until it finishes; a finished run starts a
 new round in a fresh directory, until --kills kills are done. Each round's final parameters,
 optimizer and model state, and its summary.json losses, must equal those of the
-uninterrupted reference run bit for bit.
+uninterrupted reference run bit for bit. Last, a copy of the finished reference run has its
+latest checkpoint truncated and is run again: it must report the checkpoint, fall back to the
+previous one and end bit-identical too.
 
 Children are forked from this process after its imports (jax's backend is not started before
 the fork) and share jax's persistent compilation cache, so a restart costs neither an
@@ -22,6 +24,7 @@ import glob
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -40,6 +43,7 @@ from mgpt_jax.models.vq_model import VQModel  # pylint: disable=wrong-import-pos
 from mgpt_jax.tokenizer.vqvae import VQConfig  # pylint: disable=wrong-import-position
 from mgpt_jax.training import optimizers, runner  # pylint: disable=wrong-import-position
 from mgpt_jax.training.checkpoints import Checkpoints  # pylint: disable=wrong-import-position
+from mgpt_jax.training.partitioning import Partitioner  # pylint: disable=wrong-import-position
 
 TINY = VQConfig(num_codes=16, code_dim=8, width=16, depth=1)
 CHECKPOINT_EVERY = 2
@@ -50,14 +54,17 @@ def train_tiny(model_dir: str, data_dir: str, steps: int):
   return runner.train(
       model=VQModel(TINY), train_data=WindowBatches(data_dir, batch_size=4, window=32),
       optimizer=optimizers.adamw(1e-3), model_dir=model_dir, num_steps=steps,
+      partitioner=Partitioner((1, 1)),  # one device, whatever XLA_FLAGS says
       checkpoint_every=CHECKPOINT_EVERY, log_every=CHECKPOINT_EVERY, progress=False)
 
 
-def _start(model_dir: str, data_dir: str, steps: int) -> int:
+def _start(model_dir: str, data_dir: str, steps: int, stderr_path: str | None = None) -> int:
   pid = os.fork()
   if pid == 0:  # the child never returns into the parent's code
     code = 1
     try:
+      if stderr_path:
+        os.dup2(os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 2)
       train_tiny(model_dir, data_dir, steps)
       code = 0
     except BaseException:  # pylint: disable=broad-except
@@ -120,13 +127,16 @@ def kill_test(kills: int, steps: int, workdir: str, seed: int) -> dict:
   write_dataset(data_dir, 12, seed=0, progress=False, workers=1)
 
   reference = os.path.join(workdir, "reference")
-  tick = time.perf_counter()
-  if _wait(_start(reference, data_dir, steps)) != 0:
+  if _wait(_start(reference, data_dir, steps)) != 0:  # it fills the compilation cache
     raise RuntimeError("the uninterrupted reference run failed")
+  # A second uninterrupted run, as warm as every restart: its duration bounds the kill delays.
+  tick = time.perf_counter()
+  if _wait(_start(os.path.join(workdir, "warm"), data_dir, steps)) != 0:
+    raise RuntimeError("the second uninterrupted run failed")
   duration = time.perf_counter() - tick
 
   record = {"kills": 0, "kills_during_checkpoint_write": 0, "restarts": 0, "rounds": 0,
-            "identical_rounds": 0, "steps": steps, "reference_seconds": round(duration, 2),
+            "identical_rounds": 0, "steps": steps, "run_seconds": round(duration, 2),
             "kill_steps": []}
   while record["kills"] < kills:
     record["rounds"] += 1
@@ -145,11 +155,33 @@ def kill_test(kills: int, steps: int, workdir: str, seed: int) -> dict:
       record["kills_during_checkpoint_write"] += _writes_in_flight(model_dir)
       record["kill_steps"].append(_committed_step(model_dir))
       record["restarts"] += 1
+  # A finished run whose latest checkpoint is truncated: reported, the previous one is used.
+  truncated = os.path.join(workdir, "truncated")
+  shutil.copytree(reference, truncated, ignore=shutil.ignore_patterns(".lock"))
+  _truncate_files(os.path.join(truncated, "checkpoints", str(steps)))
+  log = os.path.join(workdir, "truncated.stderr")
+  if _wait(_start(truncated, data_dir, steps, stderr_path=log)) != 0:
+    raise RuntimeError(f"the run with a truncated checkpoint failed; see {log}")
+  with open(log, encoding="utf-8", errors="replace") as f:
+    record["truncated_reported"] = "is unreadable" in f.read()
+
   # Compared only now: reading a checkpoint starts jax's backend, and no fork may follow that.
-  record["identical_rounds"] = sum(_same(reference, os.path.join(workdir, f"round_{r}"), steps)
-                                   for r in range(1, record["rounds"] + 1))
-  record["identical"] = record["identical_rounds"] == record["rounds"]
+  rounds = [os.path.join(workdir, f"round_{r}") for r in range(1, record["rounds"] + 1)]
+  record["identical_rounds"] = sum(_same(reference, d, steps) for d in rounds)
+  record["warm_run_identical"] = _same(reference, os.path.join(workdir, "warm"), steps)
+  record["truncated_recovered"] = _same(reference, truncated, steps)
+  record["identical"] = (record["identical_rounds"] == record["rounds"]
+                        and record["warm_run_identical"])
   return record
+
+
+def _truncate_files(directory: str) -> None:
+  """Halves every file of a checkpoint, as a full disk or a lost write would leave it."""
+  for parent, _, files in os.walk(directory):
+    for name in files:
+      path = os.path.join(parent, name)
+      if os.path.getsize(path) > 64:
+        os.truncate(path, os.path.getsize(path) // 2)
 
 
 def _committed_step(model_dir: str) -> int:
@@ -186,12 +218,15 @@ def main(argv=None) -> int:
   print(f"kills {record['kills']} ({record['kills_during_checkpoint_write']} during a checkpoint "
         f"write), restarts {record['restarts']}, rounds {record['rounds']}, "
         f"bit-identical rounds {record['identical_rounds']}/{record['rounds']}; "
-        f"uninterrupted run {record['reference_seconds']} s for {record['steps']} steps; "
+        f"uninterrupted warm run {record['run_seconds']} s for {record['steps']} steps; "
         f"committed step at each kill {record['kill_steps']}")
   if args.json:
     with open(args.json, "w", encoding="utf-8") as f:
       json.dump(record, f, indent=1)
-  return 0 if record["identical"] else 1
+  print(f"truncated latest checkpoint: reported {record['truncated_reported']}, recovered "
+        f"bit-identical {record['truncated_recovered']}")
+  ok = record["identical"] and record["truncated_reported"] and record["truncated_recovered"]
+  return 0 if ok else 1
 
 
 if __name__ == "__main__":

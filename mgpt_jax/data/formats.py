@@ -162,9 +162,9 @@ def load_npy(path, header_only: bool = False) -> np.ndarray:
     with open(path, "rb") as f:
       magic = f.read(len(_NPY_MAGIC))
       if magic != _NPY_MAGIC:
-        kind = "an empty file" if not magic else f"a file starting with {magic!r}"
-        raise MotionDataError(path, f"not a .npy file ({kind}); expected a NumPy array saved "
-                              "with np.save")
+        kind = "it is empty" if not magic else f"it starts with {magic!r}, not the .npy magic"
+        raise MotionDataError(path, f"not a readable .npy file: {kind} (expected an array "
+                              "written by np.save)")
       if not header_only:
         f.seek(0)
         array = np.load(f, allow_pickle=False)
