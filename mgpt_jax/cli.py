@@ -532,9 +532,6 @@ def cmd_batch(args) -> int:
   from mgpt_jax.inference import prompts  # pylint: disable=g-import-not-at-top
   from mgpt_jax.inference.motiongpt import MotionGPT  # pylint: disable=g-import-not-at-top
   atomic_io.check_output_dir(args.out_dir, args.overwrite, markers=(BATCH_ANSWERS,))
-  if args.render:
-    from mgpt_jax.inference.render import check_output  # pylint: disable=g-import-not-at-top
-    check_output(os.path.join(args.out_dir, "0001.gif"))
   texts, skipped = [], []
   lines = prompts.read_prompt_file(args.prompts, skipped)
   total = len(lines) + len(skipped)  # unreadable lines count as prompts not answered
