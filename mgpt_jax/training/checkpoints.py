@@ -68,7 +68,13 @@ class Checkpoints:
     self.manager = ocp.CheckpointManager(self.directory, options=self.options)
 
   def save(self, step: int, state, force: bool = False) -> bool:
-    """Saves when `step` is on the interval (or `force`); multi-host safe."""
+    """Saves when `step` is on the interval (or `force`); multi-host safe.
+
+    Only on the interval: orbax alone would also save the first step of every run, and a
+    resumption from there would split the interval the logged metrics average over.
+    """
+    if not force and step % self.options.save_interval_steps:
+      return False
     return self.manager.save(step, args=ocp.args.StandardSave(state), force=force)
 
   def close(self):
