@@ -302,9 +302,9 @@ def test_export_of_a_model_trained_here(release, imported, tmp_path):
 
 def test_errors_are_one_line(release, imported, tmp_path, capsys):
   def fails(*argv):
-    assert cli.main(list(argv)) == 1
+    assert cli.main(list(argv)) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    assert err.startswith("mgpt: error: ") and "\n" not in err and "Traceback" not in err
     return err
 
   common = ["--stats-dir", release["stats"], "--out", str(tmp_path / "x")]
