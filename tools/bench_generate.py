@@ -5,9 +5,10 @@
 For each size a random LM (our T5, the motion vocabulary's rows) is saved, exported as a bundle
 (`export_bundle`, with a small random VQ-VAE) and as a transformers directory (`export_hf`, the
 path `mgpt export-hf` takes), so both sides compute the same function. Greedy, 51 new tokens
-from a 32-token prompt, batch 1 and 32; both stop at EOS and both mask the embedding rows past
-the vocabulary (ours: the bundle's vocab_limit; transformers: a logits processor), so the
-answers are identical and the work the same (the agreement is printed). tiny is the
+from a 32-token prompt, batch 1 and 32; EOS is held back for 51 tokens on both sides
+(min_new_tokens; the bundle's min_length) and both mask the embedding rows past the vocabulary
+(ours: the bundle's vocab_limit; transformers: a logits processor), so the answers are
+identical and the work the same (the agreement is printed). tiny is the
 quickstart's model (its 1152-row vocabulary).
 
 Floors: at batch 1 a step must read every decoder weight once (plus the encoder's, once per
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 import time
 
@@ -30,29 +30,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench_decode import median_time  # tools/, beside this script
+from mgpt_jax.data.stats import Normalizer
 from mgpt_jax.inference import motiongpt as mg
 from mgpt_jax.inference.bundle import export_bundle
 from mgpt_jax.inference.lm_checkpoint import export_hf, save_lm
 from mgpt_jax.lm.config import get_config
 from mgpt_jax.lm.sentencepiece_model import train_sentencepiece
 from mgpt_jax.lm.t5 import Transformer
-from mgpt_jax.lm.vocab_core import VocabularyCore
+from mgpt_jax.inference.tokenize_dataset import Tokenizer
+from mgpt_jax.tokenizer.vqvae import MotionVQVAE, VQConfig
 
 PROMPT, NEW_TOKENS = 32, 51
 ROWS = {"tiny": 1152, "small": 32640, "base": 32640}  # tiny: the quickstart's vocabulary
 GOALS = {("small", 1): "floor", ("base", 1): "floor", ("tiny", 1): 20.0, ("tiny", 32): 10.0}
 TEXTS = ["a person walks forward", "someone jumps up and down", "a man waves his left hand",
          "the person turns around slowly", "a woman kicks with her right foot"] * 4
-
-
-def median_time(fn, repeats: int) -> float:
-  fn()  # warm-up (and compilation)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def memory_bandwidth(gib: float = 1.0) -> float:
@@ -72,23 +65,10 @@ def matmul_peak(n: int = 2048) -> float:
 
 def _tokenizer_dir(root: str) -> str:
   """A small random VQ-VAE run directory (the bundle needs one; the benchmark never calls it)."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from mgpt_jax.tokenizer.vqvae import MotionVQVAE, VQConfig  # pylint: disable=g-import-not-at-top
   config = VQConfig(num_codes=32, code_dim=16, width=16, depth=1)
   variables = MotionVQVAE(config).init(jax.random.key(0), jnp.zeros((1, 8, 263)))
-  assets = os.path.join(root, "assets")
-  os.makedirs(assets)
-  with open(os.path.join(assets, "vq_config.json"), "w") as f:
-    json.dump(config.to_dict(), f)
-  with open(os.path.join(assets, "data.txt"), "w") as f:
-    f.write("dataset=humanml3d\n")
-  np.save(os.path.join(assets, "Mean.npy"), np.zeros(263, np.float32))
-  np.save(os.path.join(assets, "Std.npy"), np.ones(263, np.float32))
-  with ocp.CheckpointManager(os.path.join(root, "checkpoints")) as manager:
-    manager.save(0, args=ocp.args.StandardSave(
-        {"params": variables["params"], "model_state": {"vq_stats": variables["vq_stats"]}}))
-    manager.wait_until_finished()
-  return root
+  normalizer = Normalizer(np.zeros(263, np.float32), np.ones(263, np.float32))
+  return Tokenizer(config, variables, normalizer, "humanml3d").save(root)
 
 
 def build(size: str, root: str, dtypes) -> dict:
@@ -146,7 +126,8 @@ def run_hf(hf, enc: np.ndarray, vocab_limit: int):
   def generate():
     with torch.inference_mode():
       return hf.generate(input_ids=enc_t, attention_mask=enc_t > 0, do_sample=False, num_beams=1,
-                         max_new_tokens=NEW_TOKENS, logits_processor=processors)
+                         max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
+                         logits_processor=processors)
   return generate
 
 
@@ -184,16 +165,16 @@ def main():
         hf_generate = run_hf(hf, enc, limit)
         theirs = hf_generate()[:, 1:].numpy()
         t_hf = median_time(hf_generate, args.repeats)
-        hf_rate = batch * theirs.shape[1] / t_hf
+        hf_rate = batch * NEW_TOKENS / t_hf
         fp32_rate = None
         for dtype in dtypes:
           bundle = built["bundles"][dtype]
-          ours = lambda: bundle.generate_ids(enc, NEW_TOKENS)  # noqa: E731
+          ours = lambda: bundle.generate_ids(enc, NEW_TOKENS, min_length=NEW_TOKENS)  # noqa: E731
           ids, lengths = ours()
           width = min(theirs.shape[1], ids.shape[1])
           same = float(np.mean(ids[:, :width] == theirs[:, :width]))
           seconds = median_time(ours, args.repeats)
-          rate = batch * theirs.shape[1] / seconds  # both sides take the same steps
+          rate = batch * NEW_TOKENS / seconds
           fp32_rate = fp32_rate or rate
           if batch == 1:
             floor = bandwidth / (step_bytes + encoder_bytes / NEW_TOKENS)

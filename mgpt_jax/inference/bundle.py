@@ -92,27 +92,34 @@ def generation_functions(module: Transformer, max_decode_length: int, vocab_limi
                          quantized: bool = False, num_beams: int = NUM_BEAMS) -> dict:
   """The plain functions exported for the LM, each a whole answer in one call.
 
-    greedy(params, tokens, stop) -> (answers (B, max_decode_length), lengths (B,))
-    sample(params, tokens, stop, seeds, rows, temperature, top_k, top_p) -> the same
+    greedy(params, tokens, stop, min_length) -> (answers (B, max_decode_length), lengths (B,))
+    sample(params, tokens, stop, min_length, seeds, rows, temperature, top_k, top_p) -> the same
     beam(params, tokens) -> the same (the best of num_beams)
 
   tokens (B, max_input_length) is the padded prompt; the loop ends when every row has met EOS
-  or after `stop` steps. Sampling draws row r with the key decoding.row_keys(seeds, rows)[r];
+  or after `stop` steps, and no EOS is chosen before step `min_length`. Sampling draws row r with the key decoding.row_keys(seeds, rows)[r];
   temperature > 0, top_k (0 = off, else <= 256) and top_p are scalars given per call. Logits
   past `vocab_limit` (rows padding the embedding table) are never chosen.
   """
   options = decoding.DecodeOptions(max_decode_length, vocab_limit=vocab_limit)
-  prepare = quantize.dequantize_tree if quantized else (lambda params: params)
   answer = lambda result: (result.tokens, result.lengths)
 
-  def greedy(params, tokens, stop):
-    return answer(decoding.generate(module, options, prepare(params), tokens, stop=stop))
+  def prepare(params):
+    if not quantized:
+      return params
+    # Once per call, ahead of the loop: the barrier keeps XLA from fusing the dequantization
+    # into every step's dots.
+    return jax.lax.optimization_barrier(quantize.dequantize_tree(params))
 
-  def sample(params, tokens, stop, seeds, rows, temperature, top_k, top_p):
+  def greedy(params, tokens, stop, min_length):
+    return answer(decoding.generate(module, options, prepare(params), tokens, stop=stop,
+                                    min_length=min_length))
+
+  def sample(params, tokens, stop, min_length, seeds, rows, temperature, top_k, top_p):
     return answer(decoding.generate(
         module, dataclasses.replace(options, method="sample"), prepare(params), tokens,
-        decoding.row_keys(seeds, rows), stop=stop, temperature=temperature, top_k=top_k,
-        top_p=top_p))
+        decoding.row_keys(seeds, rows), stop=stop, min_length=min_length,
+        temperature=temperature, top_k=top_k, top_p=top_p))
 
   def beam(params, tokens):
     return answer(decoding.generate(
@@ -203,9 +210,10 @@ def _exported(module, params, tokenizer, max_input_length, max_decode_length, vo
   unit, dim = tokenizer.frames_per_token, tokenizer.module.config.nfeats
   variables = jax.tree.map(lambda x: spec(x.shape, x.dtype), tokenizer.variables)
   return {
-      "generate_greedy": _export(lm["greedy"], platforms, shapes, tokens, scalar(jnp.int32)),
+      "generate_greedy": _export(lm["greedy"], platforms, shapes, tokens, scalar(jnp.int32),
+                                 scalar(jnp.int32)),
       "generate_sample": _export(lm["sample"], platforms, shapes, tokens, scalar(jnp.int32),
-                                 rows, rows, scalar(jnp.float32), scalar(jnp.int32),
+                                 scalar(jnp.int32), rows, rows, scalar(jnp.float32), scalar(jnp.int32),
                                  scalar(jnp.float32)),
       "generate_beam": _export(lm["beam"], platforms, shapes, tokens),
       "vq_encoder": _export(vq_encode, platforms, variables, spec((vb, unit * vl, dim),

@@ -245,11 +245,12 @@ class MotionGPT:
 
   def generate(self, prompts: Sequence[str], max_length: int, seed: int | None = None, *,
                top_k: int = 50, temperature: float = 1.0, top_p: float = 1.0,
-               num_beams: int | None = None, rows: Sequence[int] | None = None
-               ) -> list[np.ndarray]:
+               num_beams: int | None = None, rows: Sequence[int] | None = None,
+               min_length: int = 0) -> list[np.ndarray]:
     """Answer ids per prompt (up to and including EOS): sampled when `seed` is given, else
     greedy, or beam search (the bundle's num_beams) with num_beams. Row i draws with the key of
-    (seed, rows[i]) (default: i). One device call per MAX_BATCH prompts."""
+    (seed, rows[i]) (default: i); no EOS before min_length tokens (greedy and sampling).
+    One device call per MAX_BATCH prompts."""
     limit = int(self.config["max_decode_length"])
     if not 1 <= max_length <= limit:
       raise ValueError(f"max_length {max_length}: expected 1 <= max_length <= {limit}, the "
@@ -264,13 +265,13 @@ class MotionGPT:
                        f"temperature > 0, 0 <= top_k <= {max_top_k}, 0 < top_p <= 1")
     ids, lengths = self.generate_ids(self.prompt_tokens(prompts), max_length, seed, top_k=top_k,
                                      temperature=temperature, top_p=top_p, num_beams=num_beams,
-                                     rows=rows)
+                                     rows=rows, min_length=min_length)
     return [row[:n] for row, n in zip(ids, lengths)]
 
   def generate_ids(self, tokens: np.ndarray, max_length: int, seed: int | None = None, *,
                    top_k: int = 50, temperature: float = 1.0, top_p: float = 1.0,
-                   num_beams: int | None = None, rows: Sequence[int] | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   num_beams: int | None = None, rows: Sequence[int] | None = None,
+                   min_length: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(ids (B, max_decode_length), lengths (B,) <= max_length) for prompt ids (B,
     max_input_length) as prompt_tokens makes them; the arguments are generate's."""
     answers, lengths = [], []
@@ -281,11 +282,13 @@ class MotionGPT:
       if num_beams is not None:
         ids, n = self._fns["generate_beam"](self.lm_params, padded)
       elif seed is None:
-        ids, n = self._fns["generate_greedy"](self.lm_params, padded, np.int32(max_length))
+        ids, n = self._fns["generate_greedy"](self.lm_params, padded, np.int32(max_length),
+                                              np.int32(min_length))
       else:
         keys = _pad_rows(rows[start:start + MAX_BATCH].astype(np.int32), len(padded))
         ids, n = self._fns["generate_sample"](
-            self.lm_params, padded, np.int32(max_length), np.full(len(padded), seed, np.int32),
+            self.lm_params, padded, np.int32(max_length), np.int32(min_length),
+            np.full(len(padded), seed, np.int32),
             keys, np.float32(temperature), np.int32(top_k), np.float32(top_p))
       answers.append(np.asarray(ids)[:len(chunk)])
       lengths.append(np.minimum(np.asarray(n)[:len(chunk)], max_length))

@@ -52,6 +52,23 @@ class Tokenizer:
     return cls(config, variables, Normalizer.from_dir(assets, "dataset", config.nfeats),
                info["dataset"], step)
 
+  def save(self, model_dir: str) -> str:
+    """Writes a run directory `load` reads (assets/ and a checkpoint): for tools and tests."""
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    assets = os.path.join(model_dir, "assets")
+    os.makedirs(assets, exist_ok=True)
+    atomic_io.write_text(os.path.join(assets, "vq_config.json"),
+                         json.dumps(self.module.config.to_dict()))
+    atomic_io.write_text(os.path.join(assets, "data.txt"), f"dataset={self.dataset}\n")
+    self.normalizer.save(assets)
+    params = self.variables["params"]
+    state = {k: v for k, v in self.variables.items() if k != "params"}
+    with ocp.CheckpointManager(os.path.abspath(os.path.join(model_dir, "checkpoints"))) as manager:
+      manager.save(self.step, args=ocp.args.StandardSave({"params": params,
+                                                          "model_state": state}))
+      manager.wait_until_finished()
+    return model_dir
+
   @property
   def frames_per_token(self) -> int:
     return self.module.config.frames_per_token

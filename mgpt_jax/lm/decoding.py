@@ -23,6 +23,7 @@ function per (module, options, shapes); params are a traced (possibly sharded) a
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, NamedTuple
 
 from flax import traverse_util
@@ -318,14 +319,22 @@ class DecodeOptions:
 
 
 def generate(module, options: DecodeOptions, params, encoder_input_tokens, rng=None, *,
-             stop=None, temperature=None, top_k=None, top_p=None) -> DecodeResult:
+             stop=None, min_length=None, temperature=None, top_k=None, top_p=None
+             ) -> DecodeResult:
   """The whole decode, unjitted, for callers that trace it themselves (the bundle's jax.export).
 
-  stop, temperature, top_k and top_p may be traced and override `options` (see sample_loop and
-  sample_token: a traced top_k is at most 256); rng may be (batch,) keys (row_keys).
+  stop, min_length (no EOS before that step), temperature, top_k and top_p may be traced and
+  override `options` (see sample_loop and sample_token: a traced top_k is at most 256); rng may
+  be (batch,) keys (row_keys).
   """
   return _decode(module, options, params, encoder_input_tokens, rng,
-                 {"stop": stop, "temperature": temperature, "top_k": top_k, "top_p": top_p})
+                 {"stop": stop, "min_length": min_length, "temperature": temperature,
+                  "top_k": top_k, "top_p": top_p})
+
+
+def _suppress_eos_before(process, min_length, eos_id, logits, prev, step):
+  logits = process(logits, prev, step)
+  return logits.at[:, eos_id].set(jnp.where(step < min_length, NEG_INF, logits[:, eos_id]))
 
 
 def _decode(module, options: DecodeOptions, params, encoder_input_tokens, rng,
@@ -343,6 +352,8 @@ def _decode(module, options: DecodeOptions, params, encoder_input_tokens, rng,
   batch, max_len = tokens.shape[0], o.max_decode_length
   encoded = module.apply({"params": params}, tokens, enable_dropout=False, method=module.encode)
   process = LogitsProcessor(max_len, o.eos_id, o.vocab_limit, o.constraint, o.ignore_eos)
+  if "min_length" in dynamic:  # no EOS before step min_length (transformers' min_new_tokens)
+    process = functools.partial(_suppress_eos_before, process, dynamic["min_length"], o.eos_id)
   if o.method == "beam":
     if 2 * o.num_beams > vocab:
       raise ValueError(f"num_beams {o.num_beams}: expected <= vocab_size / 2 = {vocab // 2}")
