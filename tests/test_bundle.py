@@ -207,7 +207,8 @@ def test_bfloat16_and_int8_bundles(system, reduced):
   assert jax.tree.leaves(half.lm_params)[0].dtype == jnp.bfloat16
   sizes = {name: os.path.getsize(os.path.join(m.bundle_dir, mg.LM_PARAMS))
            for name, m in (("float32", model), ("bfloat16", half), ("int8", int8))}
-  assert sizes["int8"] < 0.3 * sizes["float32"] and sizes["bfloat16"] < 0.55 * sizes["float32"]
+  # A tiny model: its per-channel scales and float32 vectors weigh more than in real sizes (~0.25).
+  assert sizes["int8"] < 0.4 * sizes["float32"] and sizes["bfloat16"] < 0.55 * sizes["float32"]
   kernel = int8.lm_params["decoder"]["layers_0"]["mlp"]["wo"]["kernel"]
   assert kernel["int8"].dtype == np.int8 and kernel["scale"].shape == (1, kernel["int8"].shape[1])
   prompts = [f"Generate motion: {t}" for t in TEXTS[:4]]
