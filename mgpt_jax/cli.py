@@ -316,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--tokenizer-dir", required=True, help="the stage-1 run directory")
   p.add_argument("--lm-dir", required=True, help="the LM run (or saved LM) directory")
   p.add_argument("--out", required=True, help="the bundle directory to write")
-  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+  p.add_argument("--dtype", choices=("float32", "bfloat16", "int8"), default="float32",
+                 help="the LM's weights: int8 is weight-only, one scale per channel")
   p.add_argument("--vocabulary-dir", default=None, help="default: LM_DIR/assets")
   p.add_argument("--overwrite", action="store_true")
   p.set_defaults(func=cmd_export)
@@ -326,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--text", required=True)
   p.add_argument("--num-samples", type=int, default=1)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--seconds", type=float, default=None,
+                 help="a motion of this length, beyond the training crops by chained generation")
   _motion_outputs(p, required=False)
   p.set_defaults(func=cmd_generate)
 
@@ -486,7 +489,10 @@ def cmd_generate(args) -> int:
     raise errors.UserError("--text is empty: expected a description of the motion")
   _check_motion_outputs(args)
   system = MotionGPT.load(args.bundle)
-  results = system.text_to_motion([args.text] * args.num_samples, seed=args.seed)
+  if args.seconds is not None and args.seconds <= 0:
+    raise ValueError(f"--seconds {args.seconds}: expected > 0")
+  results = system.text_to_motion([args.text] * args.num_samples, seed=args.seed,
+                                  seconds=args.seconds)
   fps = float(system.config["fps"])
   for k, (features, codes) in enumerate(results):
     print(f"sample {k}: {len(codes)} codes, {len(features)} frames ({len(features) / fps:.1f} s)")
@@ -545,17 +551,26 @@ def cmd_batch(args) -> int:
       texts.append((item, prompts.fill(item.template, codes)))
     except (MotionDataError, FileNotFoundError, ValueError) as e:
       skipped.append(f"line {item.line}: {e}")
-  rng = np.random.default_rng(args.seed)
-  records = []
-  for item, text in tqdm(texts, desc="prompts", file=sys.stderr):
+  accepted = []
+  for item, text in texts:
     try:
-      ids = system.generate([text], int(system.config["max_decode_length"]), rng)[0]
+      system.prompt_tokens([text])
+      accepted.append((item, text))
     except ValueError as e:  # e.g. longer than the bundle's encoder takes
       skipped.append(f"line {item.line}: {e}")
-      continue
+  # One batch for the whole file (the bundle sends MAX_BATCH prompts per device call); each
+  # line samples with the key of (seed, line), so an answer does not depend on its neighbours.
+  answers = system.generate([text for _, text in accepted],
+                            int(system.config["max_decode_length"]), args.seed,
+                            rows=[item.line for item, _ in accepted]) if accepted else []
+  motions = iter(system.answers_to_motions([ids for ids in answers if system.vocab.som_id in ids]))
+  if answers:
+    os.makedirs(args.out_dir, exist_ok=True)
+  records = []
+  for (item, text), ids in tqdm(list(zip(accepted, answers)), desc="answers", file=sys.stderr):
     record = {"line": item.line, "prompt": text}
     if system.vocab.som_id in ids:  # a motion answer
-      (features, codes), = system.answers_to_motions([ids])
+      features, _ = next(motions)
       record["motion"] = os.path.join(args.out_dir, f"{item.line:04d}.npy")
       atomic_io.save_npy(record["motion"], features)
       if args.render:

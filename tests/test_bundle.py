@@ -15,12 +15,14 @@ import tiny_bundle
 from mgpt_jax.data.features import features_to_joints
 
 from mgpt_jax.inference import motiongpt as mg
-from mgpt_jax.inference.bundle import export_bundle, lm_functions
+from mgpt_jax.inference.bundle import export_bundle, generation_functions
 from mgpt_jax.inference.lm_checkpoint import load_lm
 from mgpt_jax.inference.tokenize_dataset import Tokenizer
 from mgpt_jax.lm import motion_span
+from mgpt_jax.lm.t5 import Transformer
 
 MAX_INPUT, MAX_DECODE = tiny_bundle.MAX_INPUT, tiny_bundle.MAX_DECODE
+TEXTS = tiny_bundle.TEXTS
 
 
 @pytest.fixture(scope="module")
@@ -29,25 +31,78 @@ def system(tiny_system):
   return tiny_system
 
 
-def test_exported_functions_match_flax(system):
+def test_exported_generation_matches_flax_decoding(system):
+  """The bundle's one-call generation is lm/decoding.py's, traced from Flax: same answers."""
   tokenizer_dir, lm_dir, _, model = system
   module, params = load_lm(lm_dir)
-  encoder, init_cache, step = lm_functions(module, MAX_INPUT, MAX_DECODE)
-  tokens = model._prompt_tokens(["Generate motion: a person walks", "Generate text: hi"])
-  np.testing.assert_allclose(model.encode(tokens), encoder(params, tokens), atol=1e-5)
-  encoded = encoder(params, tokens)
-  theirs, ours = init_cache(tokens), model.init_cache(tokens)
-  prev = jnp.array([[0], [0]], jnp.int32)
-  for token in (3, 7, 9):
-    ref_logits, theirs = step(params, theirs, encoded, tokens, prev)
-    logits, ours = model.decode_step(ours, encoded, tokens, prev)
-    np.testing.assert_allclose(logits, ref_logits, atol=1e-5)
-    prev = jnp.full((2, 1), token, jnp.int32)
+  module = Transformer(module.config.replace(dropout_rate=0.0))
+  prompts = [f"Generate motion: {t}" for t in TEXTS[:3]] + ["Generate text: hi"]
+  tokens = model.prompt_tokens(prompts)
+  fns = generation_functions(module, MAX_DECODE, model.vocab.vocab_size)
+  steps = (np.int32(MAX_DECODE), np.int32(0))
+  for name, args in (("greedy", steps),
+                     ("sample", steps + (np.full(4, 5, np.int32), np.arange(4, dtype=np.int32),
+                                         np.float32(0.8), np.int32(20), np.float32(0.9)))):
+    ours = [np.asarray(x) for x in model._fns[f"generate_{name}"](model.lm_params, tokens, *args)]
+    flax = [np.asarray(x) for x in jax.jit(fns[name])(params, tokens, *args)]
+    np.testing.assert_array_equal(ours[0], flax[0], err_msg=name)
+    np.testing.assert_array_equal(ours[1], flax[1], err_msg=name)
+    if name == "greedy":
+      for row, answer in enumerate(model.generate(prompts, MAX_DECODE)):
+        np.testing.assert_array_equal(answer, flax[0][row, :flax[1][row]])
+  longer = model.generate(prompts[:1], 12, min_length=12)[0]
+  assert len(longer) == 12 and 1 not in longer[:-1]  # no EOS before min_length
+  beams = model.generate(prompts, MAX_DECODE, num_beams=4)
+  assert len(beams) == 4 and all(len(b) >= 1 for b in beams)
   tokenizer = Tokenizer.load(tokenizer_dir)
   codes = np.array([[1, 5, 7], [0, 31, 2]], np.int32)  # batch and length unlike the export's
   features = model.codes_to_features(codes)
   np.testing.assert_allclose(features, tokenizer.decode(codes), atol=1e-5, rtol=1e-5)
   np.testing.assert_array_equal(model.features_to_codes(features), tokenizer.encode(features))
+  # Rows of other lengths in one padded bucket come back as each alone.
+  ragged = [np.array([3, 1, 4, 1, 5], np.int32), np.array([9], np.int32), codes[0]]
+  for row, got in zip(ragged, model.decode_codes(ragged)):
+    np.testing.assert_allclose(got, tokenizer.decode(row[None])[0], atol=1e-5, rtol=1e-5)
+  motions = [tokenizer.decode(row[None])[0] for row in ragged]
+  for motion, got in zip(motions, model.encode_motions(motions)):
+    np.testing.assert_array_equal(got, tokenizer.encode(motion[None])[0])
+
+
+def test_seeds_do_not_depend_on_the_batch(system):
+  """Row i of a call samples with the key of (seed, i): splitting a list changes nothing."""
+  model = system[3]
+  prompts = [f"Generate motion: {t}" for t in TEXTS[:4]]
+  whole = model.generate(prompts, MAX_DECODE, seed=7)
+  parts = model.generate(prompts[:2], MAX_DECODE, seed=7) + model.generate(
+      prompts[2:], MAX_DECODE, seed=7, rows=range(2, 4))
+  for a, b in zip(whole, parts):
+    np.testing.assert_array_equal(a, b)
+  again = model.generate(prompts, MAX_DECODE, seed=7)
+  assert all(np.array_equal(a, b) for a, b in zip(whole, again))
+  other = model.generate(prompts, MAX_DECODE, seed=8)
+  assert not all(np.array_equal(a, b) for a, b in zip(whole, other))
+  assert len(model.generate(prompts, 3, seed=7)[0]) <= 3  # the step limit is a call argument
+
+
+def test_buckets_bound_the_compilations(system):
+  """Batch sizes and motion lengths compile a handful of programs, counted by jax.jit."""
+  model = system[3]
+  rng = np.random.default_rng(0)
+  before = model.compile_counts()
+  for n in (1, 2, 3, 4):
+    model.generate(["Generate text: hi"] * n, 4)
+  lengths = list(range(1, 40, 3))
+  model.decode_codes([rng.integers(0, 32, n) for n in lengths])
+  model.encode_motions([rng.normal(size=(4 * n, 263)).astype(np.float32) for n in lengths])
+  counts = model.compile_counts()
+  print(f"compilations: {counts} (before these calls: {before})")
+  assert counts["generate_greedy"] <= 3  # batches of 1, 2 and 4 rows, whatever came before
+  # 13 lengths in 4 buckets (8, 16, 32, 64 codes): one padded batch each
+  assert counts["vq_decoder"] - before["vq_decoder"] <= 4
+  assert counts["vq_encoder"] - before["vq_encoder"] <= 4
+  model.decode_codes([rng.integers(0, 32, n) for n in lengths[::-1]])
+  assert model.compile_counts() == counts  # the same buckets again: nothing new
+  assert mg.code_bucket(49) == 64 and mg.code_bucket(150) == 256 and mg.code_bucket(300) == 512
 
 
 def test_text_to_motion_and_back(system):
@@ -77,32 +132,74 @@ def test_corrupted_file_fails_checksum(system, tmp_path):
 
 def test_loads_in_a_fresh_process_without_training_code(system):
   script = (
-      "import sys; from mgpt_jax.inference.motiongpt import MotionGPT\n"
+      "import sys, time; start = time.perf_counter()\n"
+      "from mgpt_jax.inference.motiongpt import MotionGPT\n"
       f"m = MotionGPT.load({system[2]!r})\n"
-      "[(f, c)] = m.text_to_motion(['a person walks'], seed=1, max_length=6)\n"
-      "assert f.shape == (4 * len(c), 263)\n"
+      "print(f'import + load {time.perf_counter() - start:.2f} s')\n"
+      "[f] = m.decode_codes([[1, 2, 3]])\n"
+      "assert f.shape == (12, 263) and m.vocab.decode(m.vocab.encode('a person')) == 'a person'\n"
       "bad = [n for n in sys.modules if n.startswith(('mgpt_jax.training', 'tasks', "
-      "'mgpt_jax.lm.t5', 'mgpt_jax.tokenizer', 'mgpt_jax.lm.decoding', 'orbax'))]\n"
+      "'mgpt_jax.lm.t5', 'mgpt_jax.tokenizer', 'mgpt_jax.lm.decoding', 'orbax', 'flax', "
+      "'tensorflow', 'seqio', 'mgpt_jax.lm.vocab'))and n != 'mgpt_jax.lm.vocab_core']\n"
       "assert not bad, bad\n")
   env = {**os.environ, "XLA_FLAGS": ""}
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
+                          env=env, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
+  print(result.stdout.strip())
 
 
-def test_bfloat16_bundle_and_no_silent_overwrite(system, tmp_path):
+@pytest.fixture(scope="module")
+def reduced(system, tmp_path_factory):
+  """The same system exported with bfloat16 and with int8 weights."""
+  tokenizer_dir, lm_dir, _, _ = system
+  root = tmp_path_factory.mktemp("reduced")
+  return {dtype: mg.MotionGPT.load(export_bundle(
+      tokenizer_dir, lm_dir, str(root / dtype), dtype, max_input_length=MAX_INPUT,
+      max_decode_length=MAX_DECODE)) for dtype in ("bfloat16", "int8")}
+
+
+def test_bfloat16_and_int8_bundles(system, reduced):
   tokenizer_dir, lm_dir, out, model = system
   with pytest.raises(FileExistsError, match="overwrite=True"):
     export_bundle(tokenizer_dir, lm_dir, out)
-  half = mg.MotionGPT.load(export_bundle(tokenizer_dir, lm_dir, str(tmp_path / "bf16"), "bfloat16",
-                                         max_input_length=MAX_INPUT, max_decode_length=8))
+  half, int8 = reduced["bfloat16"], reduced["int8"]
   assert half.config["lm"]["dtype"] == "bfloat16"
   assert jax.tree.leaves(half.lm_params)[0].dtype == jnp.bfloat16
-  tokens = model._prompt_tokens(["Generate motion: a person walks"])
-  full, reduced = np.asarray(model.encode(tokens)), np.asarray(half.encode(tokens), np.float32)
-  np.testing.assert_allclose(reduced, full, atol=0.1 * np.abs(full).max())
-  [(features, codes)] = half.text_to_motion(["a person walks"], seed=0)
-  assert features.shape == (4 * len(codes), 263) and np.isfinite(features).all()
+  sizes = {name: os.path.getsize(os.path.join(m.bundle_dir, mg.LM_PARAMS))
+           for name, m in (("float32", model), ("bfloat16", half), ("int8", int8))}
+  # A tiny model: its per-channel scales and float32 vectors weigh more than in real sizes (~0.25).
+  assert sizes["int8"] < 0.4 * sizes["float32"] and sizes["bfloat16"] < 0.55 * sizes["float32"]
+  kernel = int8.lm_params["decoder"]["layers_0"]["mlp"]["wo"]["kernel"]
+  assert kernel["int8"].dtype == np.int8 and kernel["scale"].shape == (1, kernel["int8"].shape[1])
+  prompts = [f"Generate motion: {t}" for t in TEXTS[:4]]
+  full = model.generate(prompts, MAX_DECODE)
+  for name, reduced_model in reduced.items():
+    answers = reduced_model.generate(prompts, MAX_DECODE)
+    same = np.mean([np.mean(a[:min(len(a), len(b))] == b[:min(len(a), len(b))])
+                    for a, b in zip(full, answers)])
+    print(f"{name}: {same:.0%} greedy tokens as float32, LM params {sizes[name] / 1e6:.2f} MB")
+    [(features, codes)] = reduced_model.text_to_motion(["a person walks"], seed=0)
+    assert features.shape == (4 * len(codes), 263) and np.isfinite(features).all()
+
+
+def test_thirty_seconds_by_chained_generation(system, tmp_path):
+  from mgpt_jax.inference import chain
+  model = system[3]
+  [(features, codes)] = model.text_to_motion(["a person walks forward"], seed=3, seconds=30)
+  assert features.shape == (600, 263) and len(codes) == 150  # 30 s at 20 fps
+  first = model.text_to_motion(["a person walks forward"], seed=3)[0][1]
+  np.testing.assert_array_equal(codes[:len(first)], first[:150])  # it continues the answer
+  again, segments = chain.extend(model, [first], 150, 3)
+  np.testing.assert_array_equal(again[0], codes)
+  joints = features_to_joints(features)
+  step = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(-1)  # largest joint move per frame
+  joins = chain.join_frames(segments[0], model.frames_per_token)
+  assert len(joins) >= 1 and sum(segments[0]) == 150
+  inside = np.delete(step, [j - 1 for j in joins])
+  print(f"30 s: {len(joins)} joins; largest per-frame move at a join "
+        f"{step[[j - 1 for j in joins]].max():.3f}, elsewhere {inside.max():.3f}")
+  assert step[[j - 1 for j in joins]].max() <= inside.max()
 
 
 def test_cli_export_generate_caption(system, tmp_path, capsys):
@@ -123,6 +220,9 @@ def test_cli_export_generate_caption(system, tmp_path, capsys):
   assert cli.main(["generate", bundle, "--text", "a person jumps", "--num-samples", "2",
                    "--out", str(tmp_path / "s.npy")]) == 0
   assert (tmp_path / "s_0.npy").exists() and (tmp_path / "s_1.npy").exists()
+  assert cli.main(["generate", bundle, "--text", "a person jumps", "--seconds", "12",
+                   "--out", str(tmp_path / "long.npy")]) == 0
+  assert np.load(tmp_path / "long.npy").shape == (240, 263)
   capsys.readouterr()
   assert cli.main(["caption", bundle, out]) == 0  # greedy: the API's caption, same weights
   assert capsys.readouterr().out.strip() == system[3].motion_to_text([features])[0].strip()

@@ -108,6 +108,20 @@ def test_python_and_tf_agree_and_round_trip(vocab, text):
                         re.findall(r"<motion_id_(\d+)>", text)]
 
 
+def test_the_sentencepiece_only_core_is_the_vocabulary(models, vocab):
+  """What the bundle loads (no TensorFlow) encodes and decodes as the seqio vocabulary."""
+  from mgpt_jax.lm.vocab_core import VocabularyCore
+  core = VocabularyCore(models["main"])
+  assert core.sp_model == vocab.text_vocabulary.sp_model  # sentinels laid out as seqio's
+  assert (core.vocab_size, core.som_id, core.sentinel_id(3)) == (
+      vocab.vocab_size, vocab.som_id, vocab.sentinel_id(3))
+  for text in STRINGS:
+    ids = core.encode(text)
+    assert ids == list(vocab.encode(text)) == list(vocab.encode_tf(text).numpy())
+    assert core.decode(ids + [1, 5]) == vocab.decode(ids + [1, 5])
+  assert pickle.loads(pickle.dumps(core)).encode(STRINGS[5]) == core.encode(STRINGS[5])
+
+
 def test_motion_ids_follow_the_text_ids(vocab):
   ids = vocab.encode("Generate text: <motion_id_512><motion_id_7><motion_id_513>")
   assert ids[:-3] == vocab.text_vocabulary.encode("Generate text:")

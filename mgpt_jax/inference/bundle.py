@@ -4,21 +4,26 @@
     model = MotionGPT.load("bundles/mgpt")  # motiongpt.py: no Flax, no training code
 
 The bundle holds
-  lm_params.npz, vq_variables.npz    parameters (np.savez; bfloat16 as uint16 bits, no pickles)
+  lm_params.npz, vq_variables.npz    parameters (np.savez; bfloat16 as uint16 bits; int8 as
+                                     int8 + float32 scales per channel, see quantize.py)
   sentencepiece.model, vocabulary.json
   mean.npy, std.npy                  the stats the tokenizer was trained with
   config.json                        T5Config, VQConfig, dataset, fps, feature dim, lengths
   *.jaxexport                        jax.export functions taking the parameters as inputs:
-                                     encoder, init_cache, decode_step, vq_encoder, vq_decoder
+                                     generate_greedy / _sample / _beam (the whole answer:
+                                     encoder, then lm/decoding.py's while loop with the KV
+                                     cache, one call), vq_encoder, vq_decoder
   manifest.json                      versions and the sha256 of every other file
-Parameters are inputs, not constants, so the encoder and the step share one copy on disk.
+Parameters are inputs, not constants, so the three generators share one copy on disk.
 The batch is symbolic everywhere; the encoder length is fixed (T5's relative position
 buckets are computed in numpy from static lengths) and prompts are padded to it; the decode
-cache has a fixed max_decode_length; the VQ length is symbolic.
+cache has a fixed max_decode_length, and the step count to stop at is an input; the VQ length
+is symbolic, with each row's own length an input (padded batches decode as rows alone).
 It is written into a temporary sibling directory and renamed into place.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -35,13 +40,17 @@ import mgpt_jax
 from mgpt_jax import atomic_io
 from mgpt_jax.data import skeletons
 from mgpt_jax.inference import motiongpt as mg
+from mgpt_jax.inference import quantize
 from mgpt_jax.inference.lm_checkpoint import load_lm
 from mgpt_jax.inference.tokenize_dataset import Tokenizer
 from mgpt_jax.lm import decoding
+from mgpt_jax.lm.vocab_core import VocabularyCore
 from mgpt_jax.lm.t5 import Transformer
 from mgpt_jax.tokenizer.vqvae import MotionVQVAE
 
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "int8")  # int8: weight-only, float32 activations
+NUM_BEAMS = 4
+MAX_TOP_K = decoding.CANDIDATES
 
 
 def _version(package: str) -> str:
@@ -79,28 +88,53 @@ def _read_vocabulary(vocabulary_dir: str) -> tuple[str, dict]:
   return model, info
 
 
-def lm_functions(module: Transformer, max_input_length: int, max_decode_length: int):
-  """The plain functions exported for the LM: (encoder, init_cache, decode_step)."""
+def generation_functions(module: Transformer, max_decode_length: int, vocab_limit: int,
+                         quantized: bool = False, num_beams: int = NUM_BEAMS) -> dict:
+  """The plain functions exported for the LM, each a whole answer in one call.
 
-  def encoder(params, tokens):
-    return module.apply({"params": params}, tokens, enable_dropout=False, method=module.encode)
+    greedy(params, tokens, stop, min_length) -> (answers (B, max_decode_length), lengths (B,))
+    sample(params, tokens, stop, min_length, seeds, rows, temperature, top_k, top_p) -> the same
+    beam(params, tokens) -> the same (the best of num_beams)
 
-  def init_cache(tokens):
-    return decoding.init_cache(module, tokens.shape[0], max_input_length, max_decode_length)
+  tokens (B, max_input_length) is the padded prompt; the loop ends when every row has met EOS
+  or after `stop` steps, and no EOS is chosen before step `min_length`. Sampling draws row r with the key decoding.row_keys(seeds, rows)[r];
+  temperature > 0, top_k (0 = off, else <= 256) and top_p are scalars given per call. Logits
+  past `vocab_limit` (rows padding the embedding table) are never chosen.
+  """
+  options = decoding.DecodeOptions(max_decode_length, vocab_limit=vocab_limit)
+  answer = lambda result: (result.tokens, result.lengths)
 
-  def decode_step(params, cache, encoded, encoder_tokens, tokens):
-    logits, mutated = module.apply(
-        {"params": params, "cache": cache}, encoded, encoder_tokens, tokens, tokens,
-        enable_dropout=False, decode=True, max_decode_length=max_decode_length,
-        mutable=["cache"], method=module.decode)
-    return logits[:, 0], mutated["cache"]
+  def prepare(params):
+    if not quantized:
+      return params
+    # Once per call, ahead of the loop: the barrier keeps XLA from fusing the dequantization
+    # into every step's dots.
+    return jax.lax.optimization_barrier(quantize.dequantize_tree(params))
 
-  return encoder, init_cache, decode_step
+  def greedy(params, tokens, stop, min_length):
+    return answer(decoding.generate(module, options, prepare(params), tokens, stop=stop,
+                                    min_length=min_length))
+
+  def sample(params, tokens, stop, min_length, seeds, rows, temperature, top_k, top_p):
+    return answer(decoding.generate(
+        module, dataclasses.replace(options, method="sample"), prepare(params), tokens,
+        decoding.row_keys(seeds, rows), stop=stop, min_length=min_length,
+        temperature=temperature, top_k=top_k, top_p=top_p))
+
+  def beam(params, tokens):
+    return answer(decoding.generate(
+        module, dataclasses.replace(options, method="beam", num_beams=num_beams),
+        prepare(params), tokens))
+
+  return {"greedy": greedy, "sample": sample, "beam": beam}
 
 
 def vq_functions(module: MotionVQVAE):
-  encode = lambda variables, features: module.apply(variables, features, method=module.encode)
-  decode = lambda variables, codes: module.apply(variables, codes, method=module.decode)
+  """(encode, decode) of padded batches: each row's own length (frames / codes) is an input."""
+  encode = lambda variables, features, lengths: module.apply(variables, features, lengths,
+                                                             method=module.encode)
+  decode = lambda variables, codes, lengths: module.apply(variables, codes, lengths,
+                                                          method=module.decode)
   return encode, decode
 
 
@@ -125,10 +159,15 @@ def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "f
     raise FileExistsError(f"{out_dir}: exists; pass overwrite=True to replace it")
   tokenizer = Tokenizer.load(tokenizer_dir)
   module, params = load_lm(lm_dir)
-  module = Transformer(module.config.replace(dtype=dtype, dropout_rate=0.0))
+  compute = "bfloat16" if dtype == "bfloat16" else "float32"
+  module = Transformer(module.config.replace(dtype=compute, dropout_rate=0.0))
   sp_model, vocab_info = _read_vocabulary(vocabulary_dir or os.path.join(lm_dir, "assets"))
-  if dtype == "bfloat16":  # what the bundle stores is what the exported functions see
+  vocab_size = VocabularyCore(sp_model, int(vocab_info["num_motion_tokens"])).vocab_size
+  # What the bundle stores is what the exported functions see.
+  if dtype == "bfloat16":
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.bfloat16), params)
+  elif dtype == "int8":
+    params = quantize.quantize_tree(jax.device_get(params))
   vq_config = tokenizer.module.config
 
   # Plain writes inside tmp: the swap of the whole directory is what is atomic.
@@ -146,37 +185,41 @@ def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "f
         "dataset": tokenizer.dataset, "fps": skeletons.get_skeleton(tokenizer.dataset).fps,
         "feature_dim": vq_config.nfeats, "frames_per_token": vq_config.frames_per_token,
         "dtype": dtype, "max_input_length": max_input_length,
-        "max_decode_length": max_decode_length,
+        "max_decode_length": max_decode_length, "num_beams": NUM_BEAMS,
+        "max_top_k": MAX_TOP_K, "vocab_size": vocab_size,
         "sources": {"tokenizer": os.path.abspath(tokenizer_dir), "tokenizer_step": tokenizer.step,
                     "lm": os.path.abspath(lm_dir)}})
     for name, blob in _exported(module, params, tokenizer, max_input_length, max_decode_length,
-                                platforms).items():
+                                vocab_size, dtype == "int8", platforms).items():
       with open(os.path.join(tmp, mg.function_file(name)), "wb") as f:
         f.write(blob)
     _write_manifest(tmp)
   return out_dir
 
 
-def _exported(module, params, tokenizer, max_input_length, max_decode_length, platforms):
+def _exported(module, params, tokenizer, max_input_length, max_decode_length, vocab_size,
+              quantized, platforms):
   (b,) = jax.export.symbolic_shape("b")
   spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype)
-  shapes = lambda tree: jax.tree.map(lambda x: spec(x.shape, x.dtype), tree)
-  encoder, init_cache, decode_step = lm_functions(module, max_input_length, max_decode_length)
-  tokens = spec((b, max_input_length), jnp.int32)
-  encoded = jax.eval_shape(encoder, shapes(params), tokens)
-  cache = jax.eval_shape(init_cache, tokens)
+  shapes = jax.tree.map(lambda x: spec(x.shape, x.dtype), params)
+  tokens, rows = spec((b, max_input_length), jnp.int32), spec((b,), jnp.int32)
+  scalar = lambda dtype: spec((), dtype)
+  lm = generation_functions(module, max_decode_length, vocab_size, quantized)
   vq_encode, vq_decode = vq_functions(tokenizer.module)
   (vb, vl) = jax.export.symbolic_shape("b, l")  # VQ batch and length in tokens
   unit, dim = tokenizer.frames_per_token, tokenizer.module.config.nfeats
+  variables = jax.tree.map(lambda x: spec(x.shape, x.dtype), tokenizer.variables)
   return {
-      "encoder": _export(encoder, platforms, shapes(params), tokens),
-      "init_cache": _export(init_cache, platforms, tokens),
-      "decode_step": _export(decode_step, platforms, shapes(params), cache, encoded, tokens,
-                             spec((b, 1), jnp.int32)),
-      "vq_encoder": _export(vq_encode, platforms, shapes(tokenizer.variables),
-                            spec((vb, unit * vl, dim), jnp.float32)),
-      "vq_decoder": _export(vq_decode, platforms, shapes(tokenizer.variables),
-                            spec((vb, vl), jnp.int32)),
+      "generate_greedy": _export(lm["greedy"], platforms, shapes, tokens, scalar(jnp.int32),
+                                 scalar(jnp.int32)),
+      "generate_sample": _export(lm["sample"], platforms, shapes, tokens, scalar(jnp.int32),
+                                 scalar(jnp.int32), rows, rows, scalar(jnp.float32), scalar(jnp.int32),
+                                 scalar(jnp.float32)),
+      "generate_beam": _export(lm["beam"], platforms, shapes, tokens),
+      "vq_encoder": _export(vq_encode, platforms, variables, spec((vb, unit * vl, dim),
+                                                                  jnp.float32), spec((vb,), jnp.int32)),
+      "vq_decoder": _export(vq_decode, platforms, variables, spec((vb, vl), jnp.int32),
+                            spec((vb,), jnp.int32)),
   }
 
 

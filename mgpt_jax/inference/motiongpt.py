@@ -6,9 +6,15 @@
 
 A bundle (written by bundle.export_bundle) holds parameters as .npz, the vocabulary, the
 normalisation stats, config.json, manifest.json with sha256 checksums, and jax.export
-functions. Loading uses only jax.export.deserialize, numpy and the SentencePiece vocabulary:
-no Flax modules, no training code, no pickles. Generation is a Python loop over the exported
-decode step; sampling and greedy choice happen on the host in numpy.
+functions. Loading uses only jax.export.deserialize, numpy and SentencePiece (vocab_core):
+no Flax modules, no training code, no TensorFlow or seqio, no pickles.
+
+Generation is one device call per batch: the exported function runs the encoder and the whole
+decode loop (greedy, sampling or beam search) and one (B, L) array of ids comes back. Batches
+are padded to a power of two (at most MAX_BATCH rows; longer lists go in chunks) and motions to
+a few lengths (CODE_BUCKETS), so each function compiles a bounded number of times
+(`compile_counts`). Sampled row i of a call draws with the key of (seed, i), whatever batch it
+is sent in, so results do not depend on how a list is split.
 """
 from __future__ import annotations
 
@@ -22,13 +28,17 @@ import numpy as np
 
 from mgpt_jax import atomic_io
 from mgpt_jax.lm import motion_span
+from mgpt_jax.lm.vocab_core import VocabularyCore
 
 FORMAT = "mgpt_jax.bundle/1"
 MANIFEST, CONFIG = "manifest.json", "config.json"
 LM_PARAMS, VQ_PARAMS = "lm_params.npz", "vq_variables.npz"
 MEAN, STD = "mean.npy", "std.npy"
 SENTENCEPIECE, VOCABULARY = "sentencepiece.model", "vocabulary.json"
-FUNCTIONS = ("encoder", "init_cache", "decode_step", "vq_encoder", "vq_decoder")
+FUNCTIONS = ("generate_greedy", "generate_sample", "generate_beam", "vq_encoder", "vq_decoder")
+MAX_BATCH = 32  # rows per device call; batches are padded to a power of two up to this
+CODE_BUCKETS = (8, 16, 32, 64, 128, 256)  # motion lengths in codes; longer: multiples of 256
+CHAIN_PREFIX_CODES = 8  # codes a long motion's next segment continues from
 BF16_SUFFIX = "::bfloat16"  # npz cannot hold bfloat16 without pickles: stored as uint16 bits
 EOS_ID, PAD_ID = 1, 0
 # tasks.templates.EVAL_TEMPLATES, copied: the bundle must not import the task registry.
@@ -121,8 +131,26 @@ def _deserialize(bundle_dir: str, name: str):
   return exported
 
 
+def batch_bucket(n: int) -> int:
+  """Rows a batch of n is padded to: the next power of two (n <= MAX_BATCH)."""
+  return 1 << max(n - 1, 0).bit_length()
+
+
+def code_bucket(length: int) -> int:
+  """Codes a motion of `length` codes is padded to."""
+  for bucket in CODE_BUCKETS:
+    if length <= bucket:
+      return bucket
+  return -(-length // CODE_BUCKETS[-1]) * CODE_BUCKETS[-1]
+
+
+def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+  return np.concatenate([array, np.repeat(array[-1:], rows - len(array), 0)]) if rows > len(
+      array) else array
+
+
 class MotionGPT:
-  """A loaded bundle: `text_to_motion`, `motion_to_text`."""
+  """A loaded bundle: `text_to_motion`, `motion_to_text`, `predict`, `inbetween`."""
 
   def __init__(self, bundle_dir: str, config: dict, manifest: dict, vocab, lm_params, vq_vars,
                mean, std, functions: dict):
@@ -133,21 +161,22 @@ class MotionGPT:
     self.vq_vars = jax.device_put(vq_vars, device)
     self.exported = functions
     self._fns = {name: jax.jit(exp.call) for name, exp in functions.items()}
-    # The cache is consumed by each step: donating it lets XLA update it in place.
-    self._fns["decode_step"] = jax.jit(functions["decode_step"].call, donate_argnums=(1,))
 
   @classmethod
   def load(cls, bundle_dir: str, check: bool = True) -> MotionGPT:
-    # Imported here: vocab pulls in TensorFlow/seqio, which the format helpers above do not need.
-    from mgpt_jax.lm.vocab import MotionVocabulary  # pylint: disable=g-import-not-at-top
     bundle_dir = os.path.abspath(bundle_dir)
     manifest = verify(bundle_dir) if check else {}
     with open(os.path.join(bundle_dir, CONFIG), encoding="utf-8") as f:
       config = json.load(f)
+    missing = [name for name in FUNCTIONS if not os.path.exists(
+        os.path.join(bundle_dir, function_file(name)))]
+    if missing:
+      raise BundleError(f"{bundle_dir}: no {', '.join(map(function_file, missing))}; a bundle "
+                        "from an older mgpt_jax: export it again with `mgpt export`")
     with open(os.path.join(bundle_dir, VOCABULARY), encoding="utf-8") as f:
       vocab_info = json.load(f)
-    vocab = MotionVocabulary(os.path.join(bundle_dir, vocab_info["sentencepiece_model"]),
-                             vocab_info["num_motion_tokens"])
+    vocab = VocabularyCore(os.path.join(bundle_dir, vocab_info["sentencepiece_model"]),
+                           vocab_info["num_motion_tokens"])
     load = lambda name: np.load(os.path.join(bundle_dir, name), allow_pickle=False)
     functions = {name: _deserialize(bundle_dir, name) for name in FUNCTIONS}
     return cls(bundle_dir, config, manifest, vocab, read_tree(os.path.join(bundle_dir, LM_PARAMS)),
@@ -159,27 +188,64 @@ class MotionGPT:
   def frames_per_token(self) -> int:
     return int(self.config["frames_per_token"])
 
-  def encode(self, tokens: np.ndarray):
-    return self._fns["encoder"](self.lm_params, tokens)
+  @property
+  def fps(self) -> float:
+    return float(self.config["fps"])
 
-  def decode_step(self, cache, encoded, encoder_tokens, tokens):
-    """(logits (B, vocab) float32, new cache) for `tokens` (B, 1); the cache is consumed."""
-    return self._fns["decode_step"](self.lm_params, cache, encoded, encoder_tokens, tokens)
+  def compile_counts(self) -> dict[str, int]:
+    """How many programs each exported function has compiled in this process."""
+    return {name: fn._cache_size() for name, fn in self._fns.items()}  # pylint: disable=protected-access
 
-  def init_cache(self, encoder_tokens):
-    return self._fns["init_cache"](encoder_tokens)
+  def decode_codes(self, codes: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Features (4 L_i, D) in dataset units of each code array (L_i,), in padded batches."""
+    codes = [np.asarray(c, np.int32).reshape(-1) for c in codes]
+    features = self._bucketed("vq_decoder", codes, [len(c) for c in codes])
+    return [f * self.std + self.mean for f in features]
+
+  def encode_motions(self, motions: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Codes (T_i / 4,) of each features array (T_i, D) in dataset units (T_i a multiple of 4)."""
+    unit = self.frames_per_token
+    normalized = [((np.asarray(m, np.float32) - self.mean) / self.std).astype(np.float32)
+                  for m in motions]
+    for i, m in enumerate(normalized):
+      if len(m) % unit or not len(m):
+        raise ValueError(f"motion {i} has {len(m)} frames: expected a positive multiple of {unit}")
+    codes = self._bucketed("vq_encoder", normalized, [len(m) // unit for m in normalized])
+    return [c.astype(np.int32) for c in codes]
+
+  def _bucketed(self, name: str, items: list, num_codes: list[int]) -> list[np.ndarray]:
+    """The VQ function over rows grouped by code_bucket, MAX_BATCH per call; each row comes back
+    as it would alone (the network masks past each row's length), trimmed to its length."""
+    unit = self.frames_per_token
+    per_code = 1 if name == "vq_decoder" else unit  # input rows per code
+    out: list = [None] * len(items)
+    groups: dict[int, list[int]] = {}
+    for i, n in enumerate(num_codes):
+      groups.setdefault(code_bucket(max(n, 1)), []).append(i)
+    for bucket, rows in sorted(groups.items()):
+      for start in range(0, len(rows), MAX_BATCH):
+        chunk = rows[start:start + MAX_BATCH]
+        first = items[chunk[0]]
+        batch = np.zeros((batch_bucket(len(chunk)), bucket * per_code) + first.shape[1:],
+                         first.dtype)
+        lengths = np.full(len(batch), len(first), np.int32)
+        for k, i in enumerate(chunk):
+          batch[k, :len(items[i])], lengths[k] = items[i], len(items[i])
+        result = np.asarray(self._fns[name](self.vq_vars, batch, lengths))
+        for k, i in enumerate(chunk):
+          out[i] = result[k, :num_codes[i] * (unit if name == "vq_decoder" else 1)]
+    return out
 
   def codes_to_features(self, codes: np.ndarray) -> np.ndarray:
     """Codes (B, L) -> features (B, 4L, D) in dataset units."""
-    out = self._fns["vq_decoder"](self.vq_vars, np.asarray(codes, np.int32))
-    return np.asarray(out) * self.std + self.mean
+    return np.stack(self.decode_codes(list(np.asarray(codes, np.int32))))
 
   def features_to_codes(self, features: np.ndarray) -> np.ndarray:
     """Features (B, T, D) in dataset units, T a multiple of 4 -> codes (B, T/4) int32."""
-    normalized = ((np.asarray(features, np.float32) - self.mean) / self.std).astype(np.float32)
-    return np.asarray(self._fns["vq_encoder"](self.vq_vars, normalized), np.int32)
+    return np.stack(self.encode_motions(list(np.asarray(features, np.float32))))
 
-  def _prompt_tokens(self, prompts: Sequence[str]) -> np.ndarray:
+  def prompt_tokens(self, prompts: Sequence[str]) -> np.ndarray:
+    """(B, max_input_length) int32 ids of the prompts, EOS-terminated and zero-padded."""
     length = int(self.config["max_input_length"])
     rows = [list(self.vocab.encode(p)) + [EOS_ID] for p in prompts]
     tokens = np.zeros((len(rows), length), np.int32)
@@ -190,75 +256,123 @@ class MotionGPT:
       tokens[i, :len(row)] = row
     return tokens
 
-  def generate(self, prompts: Sequence[str], max_length: int, rng=None, top_k: int = 50,
-               temperature: float = 1.0) -> list[np.ndarray]:
-    """Answer ids per prompt (up to and including EOS): sampled with `rng`, else greedy."""
+  _prompt_tokens = prompt_tokens  # the name earlier callers used
+
+  def generate(self, prompts: Sequence[str], max_length: int, seed: int | None = None, *,
+               top_k: int = 50, temperature: float = 1.0, top_p: float = 1.0,
+               num_beams: int | None = None, rows: Sequence[int] | None = None,
+               min_length: int = 0) -> list[np.ndarray]:
+    """Answer ids per prompt (up to and including EOS): sampled when `seed` is given, else
+    greedy, or beam search (the bundle's num_beams) with num_beams. Row i draws with the key of
+    (seed, rows[i]) (default: i); no EOS before min_length tokens (greedy and sampling).
+    One device call per MAX_BATCH prompts."""
     limit = int(self.config["max_decode_length"])
     if not 1 <= max_length <= limit:
       raise ValueError(f"max_length {max_length}: expected 1 <= max_length <= {limit}, the "
                        "decode length the bundle was exported with")
-    tokens = self._prompt_tokens(prompts)
-    batch = len(prompts)
-    encoded, cache = self.encode(tokens), self.init_cache(tokens)
-    prev = np.full((batch, 1), PAD_ID, np.int32)
-    out = np.zeros((batch, max_length), np.int32)
-    done = np.zeros(batch, bool)
-    vocab_size = self.vocab.vocab_size  # rows past it are padding of the embedding table
-    for i in range(max_length):
-      logits, cache = self.decode_step(cache, encoded, tokens, prev)
-      logits = np.asarray(logits, np.float32)[:, :vocab_size]
-      token = np.argmax(logits, -1) if rng is None else _sample(logits, rng, top_k, temperature)
-      token = np.where(done, PAD_ID, token).astype(np.int32)
-      out[:, i], done = token, done | (token == EOS_ID)
-      prev = token[:, None]
-      if done.all():
-        break
-    answers = []
-    for row in out:
-      ends = np.flatnonzero(row == EOS_ID)
-      answers.append(row[:ends[0] + 1] if ends.size else row)
-    return answers
+    if num_beams is not None and num_beams != int(self.config.get("num_beams", 4)):
+      raise ValueError(f"num_beams {num_beams}: the bundle was exported with "
+                       f"{self.config.get('num_beams', 4)} beams")
+    max_top_k = int(self.config.get("max_top_k", 256))
+    if seed is not None and (temperature <= 0 or not 0 <= top_k <= max_top_k
+                             or not 0 < top_p <= 1):
+      raise ValueError(f"temperature {temperature}, top_k {top_k}, top_p {top_p}: expected "
+                       f"temperature > 0, 0 <= top_k <= {max_top_k}, 0 < top_p <= 1")
+    ids, lengths = self.generate_ids(self.prompt_tokens(prompts), max_length, seed, top_k=top_k,
+                                     temperature=temperature, top_p=top_p, num_beams=num_beams,
+                                     rows=rows, min_length=min_length)
+    return [row[:n] for row, n in zip(ids, lengths)]
+
+  def generate_ids(self, tokens: np.ndarray, max_length: int, seed: int | None = None, *,
+                   top_k: int = 50, temperature: float = 1.0, top_p: float = 1.0,
+                   num_beams: int | None = None, rows: Sequence[int] | None = None,
+                   min_length: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (B, max_decode_length), lengths (B,) <= max_length) for prompt ids (B,
+    max_input_length) as prompt_tokens makes them; the arguments are generate's."""
+    answers, lengths = [], []
+    rows = np.arange(len(tokens)) if rows is None else np.asarray(rows)
+    for start in range(0, len(tokens), MAX_BATCH):
+      chunk = tokens[start:start + MAX_BATCH]
+      padded = _pad_rows(chunk, batch_bucket(len(chunk)))
+      if num_beams is not None:
+        ids, n = self._fns["generate_beam"](self.lm_params, padded)
+      elif seed is None:
+        ids, n = self._fns["generate_greedy"](self.lm_params, padded, np.int32(max_length),
+                                              np.int32(min_length))
+      else:
+        keys = _pad_rows(rows[start:start + MAX_BATCH].astype(np.int32), len(padded))
+        ids, n = self._fns["generate_sample"](
+            self.lm_params, padded, np.int32(max_length), np.int32(min_length),
+            np.full(len(padded), seed, np.int32),
+            keys, np.float32(temperature), np.int32(top_k), np.float32(top_p))
+      answers.append(np.asarray(ids)[:len(chunk)])
+      lengths.append(np.minimum(np.asarray(n)[:len(chunk)], max_length))
+    return np.concatenate(answers), np.concatenate(lengths)
 
   # ---------------------------------------------------------------------- tasks
 
   def text_to_motion(self, texts: Sequence[str], seed: int = 0, max_length: int | None = None,
-                     top_k: int = 50, temperature: float = 1.0
+                     top_k: int = 50, temperature: float = 1.0, seconds: float | None = None
                      ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(features (4L, D) in dataset units, codes (L,)) per text; sampled as the reference
-    (top-k 50, temperature 1); an answer without a motion span gives codes [0]."""
+    (top-k 50, temperature 1); an answer without a motion span gives codes [0].
+
+    seconds: a motion of that length, beyond the 196 training frames if asked: the text's
+    motion is continued with the prediction task from its last CHAIN_PREFIX_CODES codes until
+    it is long enough, and all codes are decoded at once (the joins are decoded as any other
+    neighbouring codes, so root and pose carry on without a jump)."""
     max_length = max_length or int(self.config["max_decode_length"])
     prompts = [T2M_PROMPT.format(text) for text in texts]
-    answers = self.generate(prompts, max_length, np.random.default_rng(seed), top_k, temperature)
-    return self.answers_to_motions(answers)
+    sampling = {"top_k": top_k, "temperature": temperature}
+    answers = self.generate(prompts, max_length, seed, **sampling)
+    codes = [self.answer_codes(ids) for ids in answers]
+    if seconds is not None:
+      from mgpt_jax.inference import chain  # pylint: disable=g-import-not-at-top
+      target = max(1, int(np.ceil(seconds * self.fps / self.frames_per_token)))
+      codes, _ = chain.extend(self, codes, target, seed, max_length, **sampling)
+    return list(zip(self.decode_codes(codes), codes))
 
   def motion_codes(self, motion, i: int = 0) -> np.ndarray:
     """Codes (L,) of features (T, D) in dataset units, or integer codes as they are."""
-    motion = np.asarray(motion)
-    if motion.ndim == 1 and np.issubdtype(motion.dtype, np.integer):
-      return motion
-    if motion.ndim == 2 and motion.shape[1] == self.mean.shape[0]:
-      usable = motion.shape[0] // self.frames_per_token * self.frames_per_token
-      if not usable:
-        raise ValueError(f"motion {i} has {motion.shape[0]} frames: expected >= "
-                         f"{self.frames_per_token}")
-      return self.features_to_codes(motion[None, :usable])[0]
-    raise ValueError(f"motion {i} of shape {motion.shape}, dtype {motion.dtype}: expected "
-                     f"features (T, {self.mean.shape[0]}) or integer codes (L,)")
+    return self.motions_codes([motion], first=i)[0]
+
+  def motions_codes(self, motions: Sequence, first: int = 0) -> list[np.ndarray]:
+    """motion_codes of each motion, the features encoded in padded batches."""
+    out, features = list(motions), {}
+    for i, motion in enumerate(motions):
+      motion = np.asarray(motion)
+      if motion.ndim == 1 and np.issubdtype(motion.dtype, np.integer):
+        out[i] = motion
+      elif motion.ndim == 2 and motion.shape[1] == self.mean.shape[0]:
+        usable = motion.shape[0] // self.frames_per_token * self.frames_per_token
+        if not usable:
+          raise ValueError(f"motion {first + i} has {motion.shape[0]} frames: expected >= "
+                           f"{self.frames_per_token}")
+        features[i] = motion[:usable]
+      else:
+        raise ValueError(f"motion {first + i} of shape {motion.shape}, dtype {motion.dtype}: "
+                         f"expected features (T, {self.mean.shape[0]}) or integer codes (L,)")
+    for i, codes in zip(features, self.encode_motions(list(features.values()))):
+      out[i] = codes
+    return out
+
+  def answer_codes(self, ids) -> np.ndarray:
+    """The codes of an answer's motion span ([0] where it has none)."""
+    codes = motion_span.ids_to_codes(ids, self.vocab)
+    return np.minimum(codes, int(self.config["vq"]["num_codes"]) - 1)  # model may overshoot
 
   def answers_to_motions(self, answers) -> list[tuple[np.ndarray, np.ndarray]]:
     """(features, codes) of each answer's motion span ([0] where it has none)."""
-    results = []
-    for ids in answers:
-      codes = motion_span.ids_to_codes(ids, self.vocab)
-      codes = np.minimum(codes, int(self.config["vq"]["num_codes"]) - 1)  # model may overshoot
-      results.append((self.codes_to_features(codes[None])[0], codes))
-    return results
+    codes = [self.answer_codes(ids) for ids in answers]
+    return list(zip(self.decode_codes(codes), codes))
 
-  def motion_to_text(self, motions: Sequence[np.ndarray], max_length: int = 40) -> list[str]:
-    """A caption per motion, greedy; a motion is features (T, D) or codes (L,) int."""
-    prompts = [M2T_PROMPT.format(motion_span.codes_to_string(self.motion_codes(m, i)))
-               for i, m in enumerate(motions)]
-    return [self.vocab.decode(ids).strip() for ids in self.generate(prompts, max_length)]
+  def motion_to_text(self, motions: Sequence[np.ndarray], max_length: int = 40,
+                     num_beams: int | None = None) -> list[str]:
+    """A caption per motion, greedy (or beam search); a motion is features (T, D) or codes (L,)."""
+    prompts = [M2T_PROMPT.format(motion_span.codes_to_string(c))
+               for c in self.motions_codes(motions)]
+    return [self.vocab.decode(ids).strip()
+            for ids in self.generate(prompts, max_length, num_beams=num_beams)]
 
   def predict(self, motions: Sequence[np.ndarray], seed: int = 0, max_length: int | None = None,
               top_k: int = 50, temperature: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -266,34 +380,26 @@ class MotionGPT:
 
     The prefix is the given motion's own codes (the reference's evaluation compares the
     continuation alone with the ground truth from frame 0, its quirk §11.3)."""
+    prefixes = [motion_span.prediction_prompt_codes(c) for c in self.motions_codes(motions)]
+    continuations = self.continue_codes(prefixes, seed, max_length, top_k=top_k,
+                                        temperature=temperature)
+    codes = [np.concatenate([p, c]).astype(np.int32) for p, c in zip(prefixes, continuations)]
+    return list(zip(self.decode_codes(codes), codes))
+
+  def continue_codes(self, prefixes: Sequence[np.ndarray], seed: int | None,
+                     max_length: int | None = None, rows: Sequence[int] | None = None,
+                     **sampling) -> list[np.ndarray]:
+    """The codes the prediction task answers after each prefix (the continuation alone)."""
     max_length = max_length or int(self.config["max_decode_length"])
-    prefixes = [motion_span.prediction_prompt_codes(self.motion_codes(m, i))
-                for i, m in enumerate(motions)]
     prompts = [PREDICT_PROMPT.format(motion_span.codes_to_string(p)) for p in prefixes]
-    answers = self.generate(prompts, max_length, np.random.default_rng(seed), top_k, temperature)
-    results = []
-    for prefix, (_, continuation) in zip(prefixes, self.answers_to_motions(answers)):
-      codes = np.concatenate([prefix, continuation]).astype(np.int32)
-      results.append((self.codes_to_features(codes[None])[0], codes))
-    return results
+    answers = self.generate(prompts, max_length, seed, rows=rows, **sampling)
+    return [self.answer_codes(ids) for ids in answers]
 
   def inbetween(self, motions: Sequence[np.ndarray], seed: int = 0, max_length: int | None = None,
                 top_k: int = 50, temperature: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each motion's middle half filled in: the model's whole answer (as the reference)."""
     max_length = max_length or int(self.config["max_decode_length"])
-    prompts = [INBETWEEN_PROMPT.format(motion_span.masked_string(self.motion_codes(m, i)))
-               for i, m in enumerate(motions)]
-    answers = self.generate(prompts, max_length, np.random.default_rng(seed), top_k, temperature)
+    prompts = [INBETWEEN_PROMPT.format(motion_span.masked_string(c))
+               for c in self.motions_codes(motions)]
+    answers = self.generate(prompts, max_length, seed, top_k=top_k, temperature=temperature)
     return self.answers_to_motions(answers)
-
-
-def _sample(logits: np.ndarray, rng: np.random.Generator, top_k: int, temperature: float):
-  """A token per row from the top-k of softmax(logits / temperature)."""
-  logits = logits / temperature
-  k = min(top_k, logits.shape[-1]) if top_k else logits.shape[-1]
-  ids = np.argpartition(-logits, k - 1, axis=-1)[:, :k]
-  top = np.take_along_axis(logits, ids, -1)
-  probs = np.exp(top - top.max(-1, keepdims=True))
-  probs /= probs.sum(-1, keepdims=True)
-  return np.array([row[rng.choice(k, p=p)] for row, p in zip(ids, probs)])
-

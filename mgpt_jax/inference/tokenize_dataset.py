@@ -53,7 +53,7 @@ class Tokenizer:
     return cls(config, variables, Normalizer.from_dir(assets, "dataset", config.nfeats),
                info["dataset"], step)
 
-  def save(self, model_dir: str, stats_kind: str = "dataset") -> None:
+  def save(self, model_dir: str, stats_kind: str = "dataset") -> str:
     """Writes the layout `load` reads: a stage-1 run directory without optimizer state.
 
     The stats go in as Mean/Std.npy whatever their kind, as a training run keeps them.
@@ -66,6 +66,7 @@ class Tokenizer:
     atomic_io.write_text(os.path.join(assets, DATA_FILE),
                          f"dataset={self.dataset}\nstats_kind={stats_kind}\n")
     write_variables(model_dir, self.variables, self.step)
+    return model_dir
 
   @property
   def frames_per_token(self) -> int:

@@ -10,6 +10,10 @@ finishes beams as Hugging Face does: an EOS candidate joins the pool only if it 
 top num_beams of its step, so that num_beams=1 is greedy. Log-probs are those of the masked
 (vocab_limit, ignore_eos, constraint), renormalised distribution, before temperature/top-k/p.
 
+Token choice (argmax, temperature / top-k / top-p sampling, per-row keys) lives in sampling.py;
+`generate` is the whole decode for callers that trace it themselves (the bundle's jax.export,
+with the batch symbolic and the step limit and sampling settings as call-time inputs).
+
 Speed: the encoder runs once; the self-attention cache is the loop carry; the cross-attention
 keys and values are projected once before the loop and enter every step as invariants with
 `cross_filled` a constant, so XLA drops the layer's lax.cond and beams never gather them; no
@@ -19,13 +23,16 @@ function per (module, options, shapes); params are a traced (possibly sharded) a
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, NamedTuple
 
 from flax import traverse_util
 import jax
 import jax.numpy as jnp
 
-NEG_INF = -1e10  # finite, as in layers.py: sums and differences of masked scores stay finite
+from mgpt_jax.lm.sampling import (CANDIDATES, NEG_INF, argmax_and_logsumexp,  # noqa: F401
+                                  filter_logits, fold_step, row_keys, sample_token)
+
 PAD_ID = 0  # also the decoder start token
 METHODS = ("greedy", "sample", "beam")
 _CROSS_INVARIANTS = ("cross_key", "cross_value")  # layers.MultiHeadAttention's cross cache
@@ -126,93 +133,15 @@ class LogitsProcessor:
     return logits
 
 
-def argmax_and_logsumexp(logits, chunk: int = 128):
-  """(first argmax, logsumexp) over the last axis of (N, vocab) logits.
-
-  XLA:CPU's variadic (value, index) reduce is ~7x slower than a plain max over the 32k
-  vocabulary; a max per chunk, then an argmax over chunk maxima and within the winning
-  chunk, returns the same first index at a fraction of the cost, and the max is shared.
-  """
-  n, vocab = logits.shape
-  if vocab % chunk:
-    top = jnp.max(logits, axis=-1)
-    token = jnp.argmax(logits, axis=-1)
-  else:
-    blocks = logits.reshape(n, vocab // chunk, chunk)
-    block_max = jnp.max(blocks, axis=-1)
-    block = jnp.argmax(block_max, axis=-1)
-    row = jnp.take_along_axis(blocks, block[:, None, None], axis=1)[:, 0]
-    token = block * chunk + jnp.argmax(row, axis=-1)
-    top = jnp.max(block_max, axis=-1)
-  lse = top + jnp.log(jnp.sum(jnp.exp(logits - top[:, None]), axis=-1))
-  return token.astype(jnp.int32), lse
-
-
-def filter_logits(logits, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0):
-  """Tempered logits with everything outside the top-k and the top-p nucleus at NEG_INF.
-
-  The reference semantics of sampling; it sorts the vocabulary for top_p, which XLA:CPU does
-  slowly (~0.2 s for 32 x 32k), so `sample_token` uses it only as a fallback.
-  """
-  logits = logits / temperature
-  if top_k and top_k < logits.shape[-1]:
-    ranked = jax.lax.top_k(logits, top_k)[0]
-    # min, not ranked[:, -1]: XLA rewrites a sliced top_k into a full sort (~100x slower).
-    logits = jnp.where(logits < jnp.min(ranked, -1, keepdims=True), NEG_INF, logits)
-  else:
-    ranked = None
-  if top_p < 1.0:
-    if ranked is None:
-      ranked = -jnp.sort(-logits, axis=-1)
-    logits = jnp.where(logits < _nucleus_floor(ranked, jax.nn.logsumexp(logits, -1), top_p),
-                       NEG_INF, logits)
-  return logits
-
-
-def _nucleus_floor(ranked, lse, top_p: float):
-  """The smallest logit of the nucleus: the shortest prefix of `ranked` (descending) whose mass
-  reaches top_p; the first token always stays. lse normalises over the whole vocabulary."""
-  probs = jnp.exp(ranked - lse[:, None])
-  keep = jnp.cumsum(probs, axis=-1) - probs < top_p
-  return jnp.min(jnp.where(keep, ranked, jnp.inf), axis=-1, keepdims=True)
-
-
-def sample_token(logits, key, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 candidates: int = 256):
-  """A token id per row drawn from filter_logits(...)'s distribution, without a full sort.
-
-  With top-k or top-p the draw is among the top `top_k` (else `candidates`) tokens only; when
-  those hold less than top_p of some row's mass, a lax.cond falls back to sorting the vocabulary.
-  (Ties at the k-th value: exactly k tokens here, all of them in filter_logits.)
-  """
-  logits = logits / temperature
-  vocab = logits.shape[-1]
-  if not top_k and top_p >= 1.0:
-    return jax.random.categorical(key, logits).astype(jnp.int32)
-  values, ids = jax.lax.top_k(logits, min(top_k or candidates, vocab))
-  if top_p < 1.0:
-    lse = jax.nn.logsumexp(values if top_k else logits, axis=-1)
-    nucleus = jnp.where(values < _nucleus_floor(values, lse, top_p), NEG_INF, values)
-    if not top_k and candidates < vocab:
-      covered = jnp.all(jnp.sum(jnp.exp(values - lse[:, None]), axis=-1) >= top_p)
-      return jax.lax.cond(
-          covered, lambda: _draw(key, nucleus, ids),
-          lambda: jax.random.categorical(key, filter_logits(logits, 1.0, 0, top_p)).astype(
-              jnp.int32))
-    values = nucleus
-  return _draw(key, values, ids)
-
-
-def _draw(key, values, ids):
-  choice = jax.random.categorical(key, values)
-  return jnp.take_along_axis(ids, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
-
-
 def sample_loop(logits_fn: LogitsFn, cache, *, batch_size: int, max_len: int,
-                process: Callable, eos_id: int = 1, rng=None, temperature: float = 0.0,
-                top_k: int = 0, top_p: float = 1.0) -> DecodeResult:
-  """Greedy (temperature 0) or sampled decoding; jittable, one while loop over the steps."""
-  greedy = temperature == 0.0
+                process: Callable, eos_id: int = 1, rng=None, temperature=0.0,
+                top_k=0, top_p=1.0, stop=None) -> DecodeResult:
+  """Greedy (temperature 0) or sampled decoding; jittable, one while loop over the steps.
+
+  rng: a key, or (batch,) keys (see row_keys). stop: a traced step count <= max_len after which
+  the loop ends (rows not done by then keep length max_len and PAD after `stop`).
+  """
+  greedy = isinstance(temperature, (int, float)) and temperature == 0.0
 
   def body(state):
     i, tokens, prev, done, lengths, scores, cache = state
@@ -221,7 +150,7 @@ def sample_loop(logits_fn: LogitsFn, cache, *, batch_size: int, max_len: int,
     if greedy:
       token, lse = argmax_and_logsumexp(logits)
     else:
-      token = sample_token(logits, jax.random.fold_in(rng, i), temperature, top_k, top_p)
+      token = sample_token(logits, fold_step(rng, i), temperature, top_k, top_p)
       lse = jax.nn.logsumexp(logits, axis=-1)
     logp = jnp.take_along_axis(logits, token[:, None], -1)[:, 0] - lse
     token = jnp.where(done, PAD_ID, token)
@@ -231,8 +160,10 @@ def sample_loop(logits_fn: LogitsFn, cache, *, batch_size: int, max_len: int,
     lengths = jnp.where(ended, i + 1, lengths)
     return i + 1, tokens, token, done | ended, lengths, scores, cache
 
+  limit = max_len if stop is None else jnp.minimum(stop, max_len)
+
   def cond(state):
-    return (state[0] < max_len) & ~jnp.all(state[3])
+    return (state[0] < limit) & ~jnp.all(state[3])
 
   b = batch_size
   state = (jnp.int32(0), jnp.zeros((b, max_len), jnp.int32), jnp.full((b,), PAD_ID, jnp.int32),
@@ -387,8 +318,29 @@ class DecodeOptions:
         raise ValueError(message)
 
 
-def _decode(module, options: DecodeOptions, params, encoder_input_tokens, rng) -> DecodeResult:
+def generate(module, options: DecodeOptions, params, encoder_input_tokens, rng=None, *,
+             stop=None, min_length=None, temperature=None, top_k=None, top_p=None
+             ) -> DecodeResult:
+  """The whole decode, unjitted, for callers that trace it themselves (the bundle's jax.export).
+
+  stop, min_length (no EOS before that step), temperature, top_k and top_p may be traced and
+  override `options` (see sample_loop and sample_token: a traced top_k is at most 256); rng may
+  be (batch,) keys (row_keys).
+  """
+  return _decode(module, options, params, encoder_input_tokens, rng,
+                 {"stop": stop, "min_length": min_length, "temperature": temperature,
+                  "top_k": top_k, "top_p": top_p})
+
+
+def _suppress_eos_before(process, min_length, eos_id, logits, prev, step):
+  logits = process(logits, prev, step)
+  return logits.at[:, eos_id].set(jnp.where(step < min_length, NEG_INF, logits[:, eos_id]))
+
+
+def _decode(module, options: DecodeOptions, params, encoder_input_tokens, rng,
+            dynamic=None) -> DecodeResult:
   o = options
+  dynamic = {k: v for k, v in (dynamic or {}).items() if v is not None}
   vocab = module.config.vocab_size
   for name, value in (("vocab_limit", o.vocab_limit),
                       ("constraint id", o.constraint and o.constraint.max_id + 1)):
@@ -400,6 +352,8 @@ def _decode(module, options: DecodeOptions, params, encoder_input_tokens, rng) -
   batch, max_len = tokens.shape[0], o.max_decode_length
   encoded = module.apply({"params": params}, tokens, enable_dropout=False, method=module.encode)
   process = LogitsProcessor(max_len, o.eos_id, o.vocab_limit, o.constraint, o.ignore_eos)
+  if "min_length" in dynamic:  # no EOS before step min_length (transformers' min_new_tokens)
+    process = functools.partial(_suppress_eos_before, process, dynamic["min_length"], o.eos_id)
   if o.method == "beam":
     if 2 * o.num_beams > vocab:
       raise ValueError(f"num_beams {o.num_beams}: expected <= vocab_size / 2 = {vocab // 2}")
@@ -410,10 +364,11 @@ def _decode(module, options: DecodeOptions, params, encoder_input_tokens, rng) -
                             max_len=max_len, process=process, eos_id=o.eos_id,
                             alpha=o.length_penalty)
   logits_fn, cache = model_logits_fn(module, params, encoded, tokens, max_len)
-  temperature = o.temperature if o.method == "sample" else 0.0
+  temperature = dynamic.get("temperature", o.temperature) if o.method == "sample" else 0.0
   return sample_loop(logits_fn, cache, batch_size=batch, max_len=max_len, process=process,
-                     eos_id=o.eos_id, rng=rng, temperature=temperature, top_k=o.top_k,
-                     top_p=o.top_p)
+                     eos_id=o.eos_id, rng=rng, temperature=temperature,
+                     top_k=dynamic.get("top_k", o.top_k), top_p=dynamic.get("top_p", o.top_p),
+                     stop=dynamic.get("stop"))
 
 
 _decode_jit = jax.jit(_decode, static_argnames=("module", "options"))

@@ -19,31 +19,16 @@ id); use `sentinel_id(k)` or `text_vocabulary` (whose vocab_size - 1 - k is righ
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import re
 from typing import Iterable, Sequence
 
-import numpy as np
 import seqio
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-NUM_SENTINELS = 100  # T5's <extra_id_0..99>
-NUM_MOTION_CODES = 512
-NUM_MOTION_TOKENS = NUM_MOTION_CODES + 3  # codes, som, eom, mask
-MOTION_TOKEN = "<motion_id_{}>"
-_T5_LAYOUT = {"pad": 0, "eos": 1, "unk": 2, "bos": -1}
-
-
-class VocabularyError(ValueError):
-  """A vocabulary file that cannot be used, or an id/string the vocabulary cannot map."""
-
-
-def motion_token_pattern(num_motion_tokens: int = NUM_MOTION_TOKENS) -> str:
-  """A regex (Python re and RE2) matching exactly the strings <motion_id_0> .. <motion_id_{n-1}>."""
-  # An explicit alternation: <motion_id_007> or <motion_id_515> stay text, as in HF.
-  return "<motion_id_(?:" + "|".join(str(k) for k in range(num_motion_tokens)) + ")>"
+from mgpt_jax.lm.vocab_core import (MOTION_TOKEN, NUM_MOTION_CODES, NUM_MOTION_TOKENS,  # noqa: F401
+                                    NUM_SENTINELS, VocabularyCore, VocabularyError,
+                                    motion_token_pattern)
 
 
 class MotionVocabulary(seqio.Vocabulary):
@@ -51,34 +36,21 @@ class MotionVocabulary(seqio.Vocabulary):
 
   def __init__(self, sentencepiece_model: str | os.PathLike,
                num_motion_tokens: int = NUM_MOTION_TOKENS):
-    if num_motion_tokens < 4:
-      raise VocabularyError(f"num_motion_tokens {num_motion_tokens}: expected >= 4 "
-                            "(at least one code plus start, end and mask)")
-    self._path = os.fspath(sentencepiece_model)
-    self._num_motion_tokens = int(num_motion_tokens)
-    self._pattern = motion_token_pattern(self._num_motion_tokens)
-    self._split_re = re.compile(f"({self._pattern})")
-    # The sentinels come from seqio's own vocabulary, so they are laid out exactly as there; the
+    # Layout, Python encode and decode: the TensorFlow-free core the bundle loads alone.
+    self._core = VocabularyCore(sentencepiece_model, num_motion_tokens)
+    self._path = self._core.path
+    self._num_motion_tokens = self._core.num_motion_tokens
+    self._pattern = self._core.pattern
+    # The graph ops use seqio's own text vocabulary (its sentinels laid out as the core's); the
     # base class gets extra_ids=0 so that vocab_size does not count them twice.
     self._text = seqio.SentencePieceVocabulary(self._path, extra_ids=NUM_SENTINELS)
     super().__init__(extra_ids=0)
-    self._check_model()
-
-  def _check_model(self) -> None:
-    if not tf.io.gfile.exists(self._path):
-      raise VocabularyError(f"{self._path}: SentencePiece model not found")
-    try:
-      tokenizer = self._text.tokenizer
-    except Exception as e:  # gfile, protobuf and SentencePiece each raise their own kind
-      raise VocabularyError(f"{self._path}: not a readable SentencePiece model "
-                            f"({type(e).__name__}: {e})") from None
-    layout = {"pad": tokenizer.pad_id(), "eos": tokenizer.eos_id(), "unk": tokenizer.unk_id(),
-              "bos": tokenizer.bos_id()}
-    if layout != _T5_LAYOUT:
-      raise VocabularyError(f"{self._path}: special ids {layout}; expected T5's {_T5_LAYOUT} "
-                            "(train with mgpt_jax.lm.sentencepiece_model)")
 
   # ------------------------------------------------------------------------- layout
+
+  @property
+  def core(self) -> VocabularyCore:
+    return self._core
 
   @property
   def sentencepiece_model(self) -> str:
@@ -92,12 +64,12 @@ class MotionVocabulary(seqio.Vocabulary):
   @property
   def sentencepiece_size(self) -> int:
     """Pieces in the SentencePiece model itself, without sentinels (32000 for T5)."""
-    return self._text.tokenizer.GetPieceSize() - NUM_SENTINELS
+    return self._core.sentencepiece_size
 
   @property
   def motion_offset(self) -> int:
     """The id of <motion_id_0>."""
-    return self.sentencepiece_size + NUM_SENTINELS
+    return self._core.motion_offset
 
   @property
   def num_motion_tokens(self) -> int:
@@ -105,30 +77,26 @@ class MotionVocabulary(seqio.Vocabulary):
 
   @property
   def num_motion_codes(self) -> int:
-    return self._num_motion_tokens - 3
+    return self._core.num_motion_codes
 
   def motion_id(self, k: int) -> int:
-    if not 0 <= k < self._num_motion_tokens:
-      raise VocabularyError(f"motion token {k}: expected 0 <= k < {self._num_motion_tokens}")
-    return self.motion_offset + int(k)
+    return self._core.motion_id(k)
 
   @property
   def som_id(self) -> int:
-    return self.motion_offset + self.num_motion_codes
+    return self._core.som_id
 
   @property
   def eom_id(self) -> int:
-    return self.som_id + 1
+    return self._core.eom_id
 
   @property
   def mask_id(self) -> int:
-    return self.som_id + 2
+    return self._core.mask_id
 
   def sentinel_id(self, k: int) -> int:
     """The id of <extra_id_k> (T5's k-th span-corruption sentinel, counted from 0)."""
-    if not 0 <= k < NUM_SENTINELS:
-      raise VocabularyError(f"sentinel {k}: expected 0 <= k < {NUM_SENTINELS}")
-    return self.motion_offset - 1 - int(k)
+    return self._core.sentinel_id(k)
 
   @property
   def bos_id(self) -> int | None:
@@ -144,57 +112,19 @@ class MotionVocabulary(seqio.Vocabulary):
 
   @property
   def _base_vocab_size(self) -> int:
-    return self.motion_offset + self._num_motion_tokens
+    return self._core.vocab_size
 
   # ------------------------------------------------------------------------- Python
 
   def _encode(self, s: str) -> Sequence[int]:
-    ids = []
-    # re.split with one group: even items are text, odd items are motion tokens.
-    for i, piece in enumerate(self._split_re.split(s)):
-      if i % 2:
-        ids.append(self.motion_offset + int(piece[len("<motion_id_"):-1]))
-      elif piece:
-        ids.extend(self._text.tokenizer.EncodeAsIds(piece))
-    return ids
+    return self._core.encode(s)
 
   def decode(self, ids: Iterable[int]) -> str:
     """Ids to a string, up to and including the first EOS (as seqio); out-of-range ids raise."""
-    if hasattr(ids, "numpy"):  # an eager tf.Tensor
-      ids = ids.numpy()
-    array = np.asarray(ids if hasattr(ids, "__array__") else list(ids))
-    if array.ndim != 1:
-      raise VocabularyError(f"decode expects a 1-D id sequence, got shape {array.shape}")
-    ids = [int(i) for i in array]
-    for i in ids:
-      if not 0 <= i < self.vocab_size:
-        raise VocabularyError(f"id {i} is out of range: expected 0 <= id < {self.vocab_size} "
-                              f"({self})")
-    return super().decode(ids)
+    return self._core.decode(ids)
 
   def _decode(self, ids) -> str:
-    segments, text = [], []
-
-    def flush():
-      if text:
-        segments.append((False, self._text.tokenizer.DecodeIds(text)))
-        text.clear()
-
-    for i in ids:
-      if i >= self.motion_offset:
-        flush()
-        segments.append((True, MOTION_TOKEN.format(i - self.motion_offset)))
-      else:
-        text.append(int(i))
-    flush()
-    out, previous = "", None
-    for is_motion, piece in segments:
-      if not piece:
-        continue  # pads and EOS decode to nothing and must not add a space
-      if previous is not None and previous != is_motion:
-        out += " "
-      out, previous = out + piece, is_motion
-    return out
+    return self._core.decode_ids(list(ids))
 
   # ------------------------------------------------------------------------- TensorFlow
 
@@ -267,10 +197,10 @@ class MotionVocabulary(seqio.Vocabulary):
     if not isinstance(other, MotionVocabulary):
       return False
     return (self._num_motion_tokens == other._num_motion_tokens
-            and self._text.sp_model == other._text.sp_model)
+            and self._core.sp_model == other._core.sp_model)
 
   def __hash__(self) -> int:
-    return hash((hashlib.md5(self._text.sp_model).hexdigest(), self._num_motion_tokens))
+    return hash((self._core.fingerprint(), self._num_motion_tokens))
 
   def __str__(self) -> str:
     return (f"MotionVocabulary(file={self._path}, sentencepiece_size={self.sentencepiece_size}, "

@@ -33,7 +33,11 @@ class Conv1D(nn.Module):
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, valid=None):
+    """valid (B, T) bool: frames past a sequence's end are zeroed first, so that a padded
+    batch computes what each sequence alone computes with the conv's own zero padding."""
+    if valid is not None and (self.kernel_size > 1 or self.stride > 1):
+      x = jnp.where(valid[..., None], x, 0)
     fan_in = x.shape[-1] * self.kernel_size
     kernel = param_with_axes("kernel", _torch_default_init(fan_in),
                              (self.kernel_size, x.shape[-1], self.features), jnp.float32,
@@ -54,9 +58,9 @@ class ResConv1DBlock(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, valid=None):
     h = Conv1D(self.width, 3, padding=self.dilation, dilation=self.dilation, dtype=self.dtype,
-               name="conv_dilated")(nn.relu(x))
+               name="conv_dilated")(nn.relu(x), valid)
     h = Conv1D(self.width, 1, dtype=self.dtype, name="conv_out")(nn.relu(h))
     return x + h
 
@@ -67,9 +71,9 @@ class Resnet1D(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, valid=None):
     for i, dilation in enumerate(self.dilations):
-      x = ResConv1DBlock(self.width, dilation, self.dtype, name=f"block_{i}")(x)
+      x = ResConv1DBlock(self.width, dilation, self.dtype, name=f"block_{i}")(x, valid)
     return x
 
 
@@ -87,13 +91,15 @@ class Encoder(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
-    x = nn.relu(Conv1D(self.width, 3, padding=1, dtype=self.dtype, name="conv_in")(x))
+  def __call__(self, x, valid=None):
+    """valid (B, T) bool, optional: each sequence's frames (a multiple of 2**down_t)."""
+    x = nn.relu(Conv1D(self.width, 3, padding=1, dtype=self.dtype, name="conv_in")(x, valid))
     for i in range(self.down_t):
-      x = Conv1D(self.width, 4, stride=2, padding=1, dtype=self.dtype, name=f"down_{i}")(x)
+      x = Conv1D(self.width, 4, stride=2, padding=1, dtype=self.dtype, name=f"down_{i}")(x, valid)
+      valid = None if valid is None else valid[:, ::2]
       x = Resnet1D(self.width, dilations(self.depth, self.dilation_growth_rate), self.dtype,
-                   name=f"resnet_{i}")(x)
-    return Conv1D(self.code_dim, 3, padding=1, dtype=self.dtype, name="conv_out")(x)
+                   name=f"resnet_{i}")(x, valid)
+    return Conv1D(self.code_dim, 3, padding=1, dtype=self.dtype, name="conv_out")(x, valid)
 
 
 class Decoder(nn.Module):
@@ -106,12 +112,14 @@ class Decoder(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
-    x = nn.relu(Conv1D(self.width, 3, padding=1, dtype=self.dtype, name="conv_in")(x))
+  def __call__(self, x, valid=None):
+    """valid (B, L) bool, optional: each sequence's codes."""
+    x = nn.relu(Conv1D(self.width, 3, padding=1, dtype=self.dtype, name="conv_in")(x, valid))
     for i in range(self.down_t):
       x = Resnet1D(self.width, dilations(self.depth, self.dilation_growth_rate), self.dtype,
-                   name=f"resnet_{i}")(x)
+                   name=f"resnet_{i}")(x, valid)
       x = jnp.repeat(x, 2, axis=1)  # nearest-neighbour upsampling in time
-      x = Conv1D(self.width, 3, padding=1, dtype=self.dtype, name=f"up_{i}")(x)
-    x = nn.relu(Conv1D(self.width, 3, padding=1, dtype=self.dtype, name="conv_mid")(x))
-    return Conv1D(self.nfeats, 3, padding=1, dtype=self.dtype, name="conv_out")(x)
+      valid = None if valid is None else jnp.repeat(valid, 2, axis=1)
+      x = Conv1D(self.width, 3, padding=1, dtype=self.dtype, name=f"up_{i}")(x, valid)
+    x = nn.relu(Conv1D(self.width, 3, padding=1, dtype=self.dtype, name="conv_mid")(x, valid))
+    return Conv1D(self.nfeats, 3, padding=1, dtype=self.dtype, name="conv_out")(x, valid)

@@ -58,13 +58,21 @@ class MotionVQVAE(nn.Module):
     return {"reconstruction": self.decoder(quantized).astype(jnp.float32),
             "commit_loss": commit_loss, "perplexity": perplexity, "indices": indices}
 
-  def encode(self, motion):
-    """Normalised motion (B, T, nfeats) -> code indices (B, T / frames_per_token)."""
+  def encode(self, motion, lengths=None):
+    """Normalised motion (B, T, nfeats) -> code indices (B, T / frames_per_token).
+
+    lengths (B,), optional: each motion's frames (multiples of frames_per_token) in a padded
+    batch; its codes are those it has alone, and codes past its end are meaningless."""
     self._check(motion)
-    latent = self.encoder(motion).astype(jnp.float32)
+    valid = None if lengths is None else jnp.arange(motion.shape[1]) < lengths[:, None]
+    latent = self.encoder(motion, valid).astype(jnp.float32)
     flat = latent.reshape(-1, latent.shape[-1])
     return self.quantizer.nearest(flat, self.quantizer.codebook.value).reshape(latent.shape[:-1])
 
-  def decode(self, indices):
-    """Code indices (B, L) -> normalised motion (B, L * frames_per_token, nfeats)."""
-    return self.decoder(self.quantizer.lookup(indices)).astype(jnp.float32)
+  def decode(self, indices, lengths=None):
+    """Code indices (B, L) -> normalised motion (B, L * frames_per_token, nfeats).
+
+    lengths (B,), optional: each row's codes in a padded batch; its frames are those it
+    decodes to alone (frames past its end are meaningless)."""
+    valid = None if lengths is None else jnp.arange(indices.shape[1]) < lengths[:, None]
+    return self.decoder(self.quantizer.lookup(indices), valid).astype(jnp.float32)
