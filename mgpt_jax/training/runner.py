@@ -74,12 +74,12 @@ def train(*, model, train_data, optimizer: optax.GradientTransformation,
   with run_lock.locked(model_dir):
     return _train(model, train_data, optimizer, model_dir, num_steps, partitioner, seed,
                   checkpoint_every, keep_checkpoints, log_every, eval_every, evaluator,
-                  eval_at_start, progress, init_params)
+                  eval_at_start, progress, init_params, microbatches)
 
 
 def _train(model, train_data, optimizer, model_dir, num_steps, partitioner, seed,
            checkpoint_every, keep_checkpoints, log_every, eval_every, evaluator, eval_at_start,
-           progress, init_params):
+           progress, init_params, microbatches):
   partitioner = partitioner or Partitioner()
   first = host_arrays(train_data.batch(0, jax.process_index(), jax.process_count()))
   batch_spec = {k: jax.ShapeDtypeStruct((v.shape[0] * jax.process_count(),) + v.shape[1:], v.dtype)
