@@ -92,10 +92,13 @@ def test_flan_t5_to_stage_2_to_stage_3_to_infer_and_eval(data_dir, flan_t5, tmp_
   log = t5x_train("gin/pretrain.gin", data_dir, pretrain_dir, "--gin.WARMUP_STEPS=2",
                   f"--gin.INITIAL_CHECKPOINT_PATH=\"{flan_t5}\"")
   assert (pretrain_dir / "checkpoint_3").is_dir()
-  assert 0 < _train_metric(log, "cross_ent_loss") < 10
-  # The logged rate is the one optax applies (warm-up over 2 steps, then cosine), step 3's.
-  applied = float(optimizers.warmup_cosine(2e-4, 2, 3)(3))
-  assert _train_metric(log, "learning_rate") == pytest.approx(applied, rel=1e-4)
+  # A random transformers T5 has large logits: its loss is far above log(vocabulary).
+  assert 0 < _train_metric(log, "cross_ent_loss") < 100
+  # The logged rates are those optax applied in the 3 updates (warm-up over 2 steps, then
+  # cosine): their mean and the last one.
+  applied = [float(optimizers.warmup_cosine(2e-4, 2, 3)(step)) for step in range(3)]
+  assert _train_metric(log, "learning_rate") == pytest.approx(np.mean(applied), rel=1e-4)
+  assert _train_metric(log, "learning_rate/current") == pytest.approx(applied[-1], rel=1e-4)
   # Teacher-forced evaluation ran on every pre-training task's validation split.
   for task in ("t2m", "m2t", "pred", "inbetween", "text_span", "motion_span"):
     assert f"collection=training_eval/mgpt_synthetic_{task} " in log
@@ -124,7 +127,7 @@ def test_flan_t5_to_stage_2_to_stage_3_to_infer_and_eval(data_dir, flan_t5, tmp_
           f"--gin.INFER_OUTPUT_DIR=\"{infer_dir}\"", "--gin.NUM_DECODES=2",
           "--gin.utils.DatasetConfig.batch_size=4")
   for task in EVAL_TASKS:
-    [path] = glob.glob(str(infer_dir / f"mgpt_synthetic_eval_{task}-*.jsonl*"))
+    path = infer_dir / f"mgpt_synthetic_eval_{task}-predict.jsonl-00000-of-00001"
     with open(path, encoding="utf-8") as f:
       rows = [json.loads(line) for line in f]
     assert rows and all("prediction" in row for row in rows), rows[:1]
