@@ -59,6 +59,7 @@ def flan_t5(tmp_path_factory, data_dir):
   return os.path.join(out, "checkpoint_0")
 
 
+# Batch sizes are multiples of 8: under pytest the runs see conftest's 8 CPU devices.
 def t5x_run(script, gin_file, data_dir, *bindings):
   command = [sys.executable, "-m", f"t5x.{script}", f"--gin_file={gin_file}",
              "--gin_file=gin/tasks/synthetic.gin", "--gin_file=gin/models/t5_tiny.gin",
@@ -114,7 +115,7 @@ def test_flan_t5_to_stage_2_to_stage_3_to_infer_and_eval(data_dir, flan_t5, tmp_
   log = t5x_train("gin/instruct.gin", data_dir, instruct_dir,
                   f"--gin.INITIAL_CHECKPOINT_PATH=\"{pretrain_dir / 'checkpoint_3'}\"",
                   "--gin.train.train_eval_dataset_cfg=None", "--gin.EVALUATOR_NUM_EXAMPLES=4",
-                  "--gin.infer_eval/utils.DatasetConfig.batch_size=4")
+                  "--gin.infer_eval/utils.DatasetConfig.batch_size=8")
   assert f"Restoring checkpoint from {pretrain_dir / 'checkpoint_3'}" in log
   assert (instruct_dir / "checkpoint_6").is_dir()  # three steps on top of stage 2's three
   assert _train_metric(log, "learning_rate") == pytest.approx(1e-4)
@@ -125,7 +126,7 @@ def test_flan_t5_to_stage_2_to_stage_3_to_infer_and_eval(data_dir, flan_t5, tmp_
   infer_dir = tmp_path / "infer"
   t5x_run("infer", "gin/infer.gin", data_dir, f"--gin.CHECKPOINT_PATH=\"{checkpoint}\"",
           f"--gin.INFER_OUTPUT_DIR=\"{infer_dir}\"", "--gin.NUM_DECODES=2",
-          "--gin.utils.DatasetConfig.batch_size=4")
+          "--gin.utils.DatasetConfig.batch_size=8")
   for task in EVAL_TASKS:
     path = infer_dir / f"mgpt_synthetic_eval_{task}-predict.jsonl-00000-of-00001"
     with open(path, encoding="utf-8") as f:
@@ -137,7 +138,7 @@ def test_flan_t5_to_stage_2_to_stage_3_to_infer_and_eval(data_dir, flan_t5, tmp_
   log = t5x_run("eval", "gin/eval.gin", data_dir, f"--gin.CHECKPOINT_PATH=\"{checkpoint}\"",
                 f"--gin.EVAL_OUTPUT_DIR=\"{eval_dir}\"", "--gin.NUM_DECODES=2",
                 "--gin.DECODE_FN=@decoding.temperature_sample",
-                "--gin.utils.DatasetConfig.batch_size=4")
+                "--gin.utils.DatasetConfig.batch_size=8")
   for task, names in (("t2m", ("motion_span_valid", "token_accuracy")),
                       ("pred", ("motion_span_valid", "token_accuracy")),
                       ("inbetween", ("motion_span_valid", "token_accuracy")),
