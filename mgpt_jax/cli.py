@@ -90,6 +90,21 @@ def cmd_tokenize_dataset(args) -> int:
 
 def cmd_import_hf(args) -> int:
   from mgpt_jax.inference import lm_checkpoint  # pylint: disable=g-import-not-at-top
+  if args.format == "t5x":
+    from mgpt_jax.interop import t5x_checkpoint  # pylint: disable=g-import-not-at-top
+    from mgpt_jax.lm.config import SIZES  # pylint: disable=g-import-not-at-top
+    config, params = lm_checkpoint.motion_lm_from_hf(args.hf_dir, args.vocab_size, args.seed)
+    path = t5x_checkpoint.write_t5x_checkpoint(args.out_dir, params, overwrite=args.overwrite)
+    # gin builds the model from LM_SIZE and the vocabulary: name the size these weights have.
+    sizes = [name for name, size in SIZES.items()
+             if size.replace(vocab_size=config.vocab_size, dropout_rate=config.dropout_rate)
+             == config]
+    model_file = f"gin/models/t5_{sizes[0]}.gin" if sizes else "a model file of these dimensions"
+    print(f"wrote a T5X checkpoint of a T5 of {config.emb_dim} x {config.num_encoder_layers}/"
+          f"{config.num_decoder_layers} layers with {config.vocab_size} vocabulary rows to {path}\n"
+          f"start stage 2 from it: python -m t5x.train --gin_file=gin/pretrain.gin "
+          f"--gin_file={model_file} --gin.INITIAL_CHECKPOINT_PATH=\\\"{path}\\\" ...")
+    return 0
   config, _ = lm_checkpoint.import_hf(args.hf_dir, args.out_dir, args.vocab_size, args.seed,
                                       overwrite=args.overwrite)
   print(f"imported a T5 of {config.emb_dim} x {config.num_encoder_layers}/"
@@ -270,7 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
                  help="rows after adding the 515 motion ids (default: T5's 32100 ids + 515, "
                  "rounded up to 128)")
   p.add_argument("--seed", type=int, default=0, help="for the new rows")
-  p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
+  p.add_argument("--format", choices=("mgpt", "t5x"), default="mgpt",
+                 help="mgpt: a directory mgpt_jax.load_lm and the built-in runner read; t5x: a "
+                 "T5X checkpoint OUT_DIR/checkpoint_0 that t5x.train starts stage 2 from "
+                 "(--gin.INITIAL_CHECKPOINT_PATH)")
+  p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR (t5x: OUT_DIR/checkpoint_0)")
   p.set_defaults(func=cmd_import_hf)
 
   p = commands.add_parser("export-hf", help="our LM checkpoint -> a transformers T5 directory")

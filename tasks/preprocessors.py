@@ -21,6 +21,7 @@ import tensorflow as tf
 from mgpt_jax.lm import motion_span
 from tasks import templates as tpl
 from tasks import vocabulary
+from tasks.metrics import REFERENCES
 
 PREDICTION_RATIO = motion_span.PREDICTION_RATIO
 INBETWEEN_RATIO = motion_span.INBETWEEN_RATIO
@@ -86,7 +87,9 @@ def _fill_example(x, seeds, inputs, outputs, quote_probability, num_codes):
   return {"id": x["id"],
           "inputs": fill(_choice(inputs, seeds[2]), placeholder_values(x, prompt_caption,
                                                                        num_codes)),
-          "targets": fill(_choice(outputs, seeds[3]), placeholder_values(x, caption, num_codes))}
+          "targets": fill(_choice(outputs, seeds[3]), placeholder_values(x, caption, num_codes)),
+          # Every caption, the references of caption metrics (tasks/metrics.py).
+          REFERENCES: tf.strings.reduce_join(x["captions"], separator="\n")}
 
 
 def fill_templates(dataset: tf.data.Dataset, kind: str, subtask: str, task: str | None = None,

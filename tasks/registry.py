@@ -5,6 +5,10 @@
     mgpt_D_instruct_<subtask>                                the 18 stage-3 sub-tasks ('instruct' bank)
     mgpt_D_eval_{t2m,m2t,pred,inbetween}                     the reference's evaluation prompts
     mgpt_D_pretrain, mgpt_D_instruct                         the stage mixtures
+    mgpt_D_eval                                              the four evaluation tasks
+
+Caption and motion tasks carry metric functions (tasks/metrics.py) for t5x.eval and t5x.train's
+inference evaluation; the span-corruption and text-to-text tasks have none.
 
 Every task reads the train/validation/test splits; mixture rates are gin-configurable
 (`pretrain_rates`, `instruct_rates`) and read when a mixture is sampled.
@@ -16,7 +20,7 @@ import functools
 import gin
 import seqio
 
-from tasks import preprocessors, span_corruption, templates
+from tasks import metrics, preprocessors, span_corruption, templates
 from tasks.sources import MotionTokenSource
 from tasks.vocabulary import motion_vocabulary
 
@@ -67,6 +71,22 @@ def instruct_rates(task: seqio.Task, rates: dict | None = None) -> float:
   return 1.0 if rates is None else float(rates.get(subtask, 0.0))
 
 
+# Template tasks scored by the answer they ask for (names without the eval_/instruct_ prefix).
+CAPTION_TASKS = ("m2t", "m2t_caption", "m2t_framelen", "m2t_seclen")
+MOTION_TASKS = ("t2m", "pred", "inbetween", "m2m_prediction", "m2m_inbetween")
+
+
+def _scoring(name: str) -> dict:
+  """The metric functions and postprocessor of a template task."""
+  kind = name.removeprefix("eval_").removeprefix("instruct_")
+  if kind in CAPTION_TASKS:
+    return {"metric_fns": [metrics.caption_metrics],
+            "postprocess_fn": metrics.caption_references}
+  if kind in MOTION_TASKS or kind.startswith("t2m_"):
+    return {"metric_fns": [metrics.motion_metrics]}
+  return {}
+
+
 def _template_task(dataset: str, skeleton: str, name: str, kind: str, subtask: str,
                    bank_task: str | None = None, quote_probability: float = 0.5) -> None:
   seqio.TaskRegistry.add(
@@ -80,7 +100,7 @@ def _template_task(dataset: str, skeleton: str, name: str, kind: str, subtask: s
           seqio.preprocessors.tokenize,
           seqio.preprocessors.append_eos_after_trim,
       ],
-      output_features=output_features(), shuffle_buffer_size=SHUFFLE_BUFFER)
+      output_features=output_features(), shuffle_buffer_size=SHUFFLE_BUFFER, **_scoring(name))
 
 
 def _span_task(dataset: str, skeleton: str, name: str, make_ids) -> None:
@@ -112,4 +132,7 @@ def register_dataset(dataset: str, skeleton: str) -> None:
   instruct = [task_name(dataset, f"instruct_{slug}") for slug, _, _ in templates.INSTRUCT_SUBTASKS]
   seqio.MixtureRegistry.add(task_name(dataset, "instruct"),
                             [(t, instruct_rates) for t in instruct])
+  seqio.MixtureRegistry.add(task_name(dataset, "eval"),
+                            [task_name(dataset, f"eval_{n}") for n in templates.EVAL_TEMPLATES],
+                            default_rate=1.0)
 

@@ -317,3 +317,35 @@ def test_span_from_the_vocabulary_layout():
   # <motion_id_k> = 32100 + k with the real T5 vocabulary: codes 0..511, then som 512, eom 513.
   span = MotionSpanConstraint.from_offset(32100)
   assert (span.som_id, span.eom_id, span.code_start, span.num_codes) == (32612, 32613, 32100, 512)
+
+
+def test_cache_expands_along_the_batch_as_t5x_does(params, enc):
+  """t5x's beam search and multi-sample decoding repeat every cache entry but `cache_index`
+  along axis 0 (decoding.flat_batch_beam_expand); a 0-d entry made that fail."""
+  from flax import traverse_util
+  k, dec = 2, jnp.ones((enc.shape[0], MAX_LEN), jnp.int32)
+  _, variables = MODULE.apply({"params": params}, jnp.ones_like(enc), dec, dec, decode=True,
+                              enable_dropout=False, mutable=["cache"])
+  flat = traverse_util.flatten_dict(variables["cache"])
+  assert {path[-1] for path in flat} >= {"cross_key", "cross_filled", "cached_key"}
+  for path, x in flat.items():
+    assert path[-1] == "cache_index" or (x.ndim and x.shape[0] == enc.shape[0]), path
+  expand = lambda x: jnp.repeat(x, k, axis=0)
+  cache = traverse_util.unflatten_dict(
+      {p: x if p[-1] == "cache_index" else expand(x) for p, x in flat.items()})
+  encoded = expand(MODULE.apply({"params": params}, enc, enable_dropout=False,
+                                method=MODULE.encode))
+  step = jax.jit(lambda c, t: MODULE.apply(
+      {"params": params, "cache": c}, encoded, expand(enc), t, t, enable_dropout=False,
+      decode=True, max_decode_length=MAX_LEN, mutable=["cache"], method=MODULE.decode))
+  tokens = np.zeros((k * enc.shape[0], MAX_LEN), np.int32)
+  prev, done = np.zeros((k * enc.shape[0], 1), np.int32), np.zeros(k * enc.shape[0], bool)
+  for i in range(MAX_LEN):
+    logits, mutated = step(cache, jnp.asarray(prev))
+    cache = mutated["cache"]
+    tokens[:, i] = np.where(done, 0, np.asarray(logits[:, 0]).argmax(-1))
+    done |= tokens[:, i] == 1
+    prev = tokens[:, i:i + 1]
+  greedy = _uncached_greedy(params, enc, MAX_LEN)
+  np.testing.assert_array_equal(tokens[0::k], greedy)
+  np.testing.assert_array_equal(tokens[1::k], greedy)

@@ -417,3 +417,14 @@ def test_a_root_without_tokens_says_to_tokenize(data, tmp_path):
   with gin.config_scope("no_tokens"):
     with pytest.raises(formats.MotionDataError, match="tokenize-dataset"):
       MotionTokenSource("synthetic", "humanml3d").get_dataset("train")
+
+
+def test_examples_carry_every_caption_as_references(data):
+  """The caption metrics score against all captions of the motion (tasks/metrics.py)."""
+  from tasks import metrics
+  found = examples("mgpt_synthetic_eval_m2t", "validation", shuffle=False)
+  assert found
+  for ex in found:
+    references = metrics.caption_references(ex["targets_pretokenized"].decode(), ex, True)
+    assert references == data.captions[entry_id(ex)]
+    assert ex["targets_pretokenized"].decode() in references

@@ -72,9 +72,17 @@ def _text_ids(hf_rows: int) -> int:
 
 def import_hf(hf_dir: str, out_dir: str, vocab_size: int | None = None,
               seed: int = 0, overwrite: bool = False) -> tuple[T5Config, dict]:
-  """A transformers T5 checkpoint as our LM, tables extended to the motion vocabulary."""
+  """A transformers T5 checkpoint saved as our LM, tables extended to the motion vocabulary."""
   if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
     raise FileExistsError(f"{out_dir}: exists and is not empty; pass --overwrite to replace it")
+  config, params = motion_lm_from_hf(hf_dir, vocab_size, seed)
+  save_lm(out_dir, config, params)
+  return config, params
+
+
+def motion_lm_from_hf(hf_dir: str, vocab_size: int | None = None,
+                      seed: int = 0) -> tuple[T5Config, dict]:
+  """(config, numpy params) of a transformers T5 with tables grown to `vocab_size` rows."""
   hf_config, state = hf_convert.read_hf_checkpoint(hf_dir)
   config, params = hf_convert.from_hf(hf_config, state)
   needed = _text_ids(config.vocab_size) + NUM_MOTION_TOKENS
@@ -88,9 +96,7 @@ def import_hf(hf_dir: str, out_dir: str, vocab_size: int | None = None,
       params["token_embedder"]["embedding"], rows, rng)
   head = params["decoder"]["logits_dense"]
   head["kernel"] = hf_convert.extend_rows(head["kernel"].T, rows, rng).T
-  config = config.replace(vocab_size=rows)
-  save_lm(out_dir, config, params)
-  return config, params
+  return config.replace(vocab_size=rows), params
 
 
 def export_hf(lm_dir: str, hf_dir: str, step: int | None = None) -> T5Config:

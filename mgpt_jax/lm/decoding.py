@@ -258,7 +258,7 @@ def model_logits_fn(module, params, encoded, encoder_input_tokens, max_len: int)
 
   primed = step(jnp.zeros((n, 1), jnp.int32), flat)[1]
   cross = {path: primed[path] for path in flat if path[-1] in _CROSS_INVARIANTS}
-  flags = {path: jnp.array(True) for path in flat if path[-1] == _CROSS_FLAG}
+  flags = {path: jnp.ones_like(x) for path, x in flat.items() if path[-1] == _CROSS_FLAG}
   carried = {path: x for path, x in flat.items() if path not in cross and path not in flags}
   # A (batch, length, heads, kv) cross cache is transposed to heads-major by the attention's
   # dot in every step (a copy of every layer's keys and values). Kept heads-major here and

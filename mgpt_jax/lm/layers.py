@@ -150,7 +150,9 @@ class MultiHeadAttention(nn.Module):
 
   decode=True keeps a KV cache in the `cache` collection: for self-attention one
   new position per call; for cross-attention the encoder's keys and values are
-  projected on the first call and reused after.
+  projected on the first call and reused after. Every cross entry, the `cross_filled`
+  flag included, has the batch as its leading axis, so that decoders that expand or
+  reorder the cache along it (t5x's beam search and multi-sample decoding) can.
   """
   num_heads: int
   head_dim: int
@@ -173,7 +175,7 @@ class MultiHeadAttention(nn.Module):
       if decode and cross:  # sizing call: create the cross cache
         self.variable("cache", "cross_key", jnp.zeros, key.shape, key.dtype)
         self.variable("cache", "cross_value", jnp.zeros, value.shape, value.dtype)
-        self.variable("cache", "cross_filled", lambda: jnp.array(False))
+        self.variable("cache", "cross_filled", jnp.zeros, key.shape[:1], jnp.bool_)
     if decode and not cross:
       key, value, mask, bias = self._self_cache(key, value, mask, bias)
     key = constrain(key, ("batch", "length", "heads", "kv"))
@@ -220,7 +222,9 @@ class MultiHeadAttention(nn.Module):
       return tuple(jnp.einsum("bsd,dhk->bshk", x, params[name]["kernel"].astype(self.dtype))
                    for name in ("key", "value"))
 
-    key, value = jax.lax.cond(filled.value, lambda: (cached_key.value, cached_value.value),
-                              project)
-    cached_key.value, cached_value.value, filled.value = key, value, jnp.array(True)
+    # Every row is filled by the same call: one predicate for the whole batch.
+    key, value = jax.lax.cond(jnp.all(filled.value),
+                              lambda: (cached_key.value, cached_value.value), project)
+    cached_key.value, cached_value.value = key, value
+    filled.value = jnp.ones_like(filled.value)
     return key, value

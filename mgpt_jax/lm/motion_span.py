@@ -126,6 +126,28 @@ def ids_to_codes(ids: Sequence[int], vocab_or_offset: VocabOrOffset, strict_span
   return _finish(codes, num_codes)
 
 
+def _span_text(text: str, strict_span: bool) -> str | None:
+  """What lies between the first start-of-motion and the end-of-motion after it (or the end)."""
+  start = text.find(SOM_STRING)
+  if start < 0:
+    return None
+  rest = text[start + len(SOM_STRING):]
+  end = rest.find(EOM_STRING)
+  if end >= 0:
+    return rest[:end]
+  return None if strict_span else rest
+
+
+def _span_string_codes(span: str) -> list[int]:
+  codes = []
+  for piece in span.split("><"):
+    for match in _TOKEN_RE.finditer(piece):
+      k = int(match.group(1))
+      if k not in (SOM, EOM, MASK):  # specials inside a span carry no motion
+        codes.append(k)  # beyond the specials: clamped, as the reference clamps at evaluation
+  return codes
+
+
 def string_to_codes(text: str, strict_span: bool = True) -> np.ndarray:
   """The motion codes of a generated string (reference rules; the span runs to the end if lenient).
 
@@ -133,21 +155,16 @@ def string_to_codes(text: str, strict_span: bool = True) -> np.ndarray:
   `<motion_id_k>` in the span, which is the same on well-formed spans and drops stray text piece
   by piece (as `ids_to_codes` drops text ids) instead of failing on it.
   """
-  start = text.find(SOM_STRING)
-  if start < 0:
-    return _finish([], NUM_CODES)
-  rest = text[start + len(SOM_STRING):]
-  end = rest.find(EOM_STRING)
-  if end >= 0:
-    span = rest[:end]
-  elif strict_span:
-    return _finish([], NUM_CODES)
-  else:
-    span = rest
-  codes = []
-  for piece in span.split("><"):
-    for match in _TOKEN_RE.finditer(piece):
-      k = int(match.group(1))
-      if k not in (SOM, EOM, MASK):  # specials inside a span carry no motion
-        codes.append(k)  # beyond the specials: clamped, as the reference clamps at evaluation
-  return _finish(codes, NUM_CODES)
+  span = _span_text(text, strict_span)
+  return _finish([] if span is None else _span_string_codes(span), NUM_CODES)
+
+
+def span_codes(text: str) -> np.ndarray | None:
+  """The codes of the first complete span of `text`, or None where it has none.
+
+  None is where the strict `string_to_codes` falls back to [0]: no start-of-motion, no
+  end-of-motion after it, or no code between them.
+  """
+  span = _span_text(text, strict_span=True)
+  codes = [] if span is None else _span_string_codes(span)
+  return _finish(codes, NUM_CODES) if codes else None
