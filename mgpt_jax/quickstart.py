@@ -219,8 +219,8 @@ def run(out: str, preset: str = "default", seed: int = 0, **overrides) -> int:
     print(f"semantic checks skipped: {e}")
 
   clock.step(13, "report")
-  clock.close()
   report_path = _report(out, preset, settings, demos, tables, clock)
+  clock.close()
 
   print(f"\nquickstart finished in {time.time() - clock.start:.0f} s.")
   print(f"  report      {report_path}")

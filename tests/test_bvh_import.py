@@ -108,7 +108,7 @@ def test_joint_map_for_unknown_names(motion, tmp_path, capsys):
   assert "rig mixamo + joint-map" in capsys.readouterr().out
   assert np.abs(np.load(out) - motion).max() < 5e-6
   mapping.write_text(json.dumps({"elbow": "Bone_007"}))
-  assert cli.main(["data", "from-bvh", path, out, "--overwrite", "--joint-map", str(mapping)]) == 1
+  assert cli.main(["data", "from-bvh", path, out, "--overwrite", "--joint-map", str(mapping)]) == 2
   assert "unknown joint 'elbow'" in capsys.readouterr().err
 
 
@@ -125,7 +125,7 @@ def test_shared_template(shared_data, tmp_path, capsys):
                              atol=1e-5)
   height = BI.import_bvh(src).joints[0, :, 1].max() - BI.import_bvh(src).joints[0, :, 1].min()
   assert 1.4 < height < 1.9  # a person, in metres
-  assert cli.main(["data", "from-bvh", src, out]) == 1  # never overwritten without --overwrite
+  assert cli.main(["data", "from-bvh", src, out]) == 2  # never overwritten without --overwrite
   assert "--overwrite" in capsys.readouterr().err
 
 
@@ -140,7 +140,7 @@ def test_refused_files_say_why(motion, tmp_path, capsys, edit, match):
   B.write_bvh(tmp_path / "ok.bvh", motion)
   bad = tmp_path / "bad.bvh"
   bad.write_text(edit((tmp_path / "ok.bvh").read_text()))
-  assert cli.main(["data", "from-bvh", str(bad), str(tmp_path / "x.npy")]) == 1
+  assert cli.main(["data", "from-bvh", str(bad), str(tmp_path / "x.npy")]) == 2
   err = capsys.readouterr().err
   assert len(err.strip().splitlines()) == 1 and str(bad) in err
   assert re.search(match, err), err
@@ -184,5 +184,5 @@ def test_directory_to_dataset(motion, tmp_path, capsys):
   report = validate_dataset(out)
   assert report.clips == 3
   assert all("caption" in str(p) or "text" in str(p) for p in report.errors), report.errors
-  assert cli.main(["data", "from-bvh", str(src), out]) == 1  # an existing dataset stays
+  assert cli.main(["data", "from-bvh", str(src), out]) == 2  # an existing dataset stays
   assert "overwrite" in capsys.readouterr().err

@@ -60,7 +60,7 @@ def test_chat_answers_every_task_and_refuses_bad_input(tiny_system, walk_joints,
 
 
 def test_cli_demo_refuses_a_missing_bundle(tmp_path, capsys):
-  assert cli.main(["demo", str(tmp_path / "nope")]) == 1
+  assert cli.main(["demo", str(tmp_path / "nope")]) == 2
   assert "nope" in capsys.readouterr().err
 
 

@@ -55,7 +55,7 @@ def flan_t5(tmp_path_factory, data_dir):
   out = str(tmp_path_factory.mktemp("flan_t5x"))
   args = ["import-hf", hf_dir, out, "--format", "t5x", "--vocab-size", str(rows)]
   assert cli.main(args) == 0
-  assert cli.main(args) == 1  # no silent overwrite
+  assert cli.main(args) == 2  # no silent overwrite
   return os.path.join(out, "checkpoint_0")
 
 
