@@ -89,7 +89,7 @@ def test_render_side_by_side(tmp_path):
 def test_render_mp4_without_ffmpeg_says_so(tmp_path, monkeypatch):
   from mgpt_jax.inference import render  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(render, "ffmpeg_executable", lambda: None)
-  with pytest.raises(RuntimeError, match=r"MP4 encoder \(ffmpeg\).*imageio-ffmpeg.*\.gif"):
+  with pytest.raises(ValueError, match=r"MP4 encoder \(ffmpeg\).*imageio-ffmpeg.*\.gif"):
     render_motion(_walking_skeleton(3), tmp_path / "walk.mp4")
   assert not os.listdir(tmp_path)
 
