@@ -1,4 +1,5 @@
 """Stages 1 -> tokens -> 2 -> 3 on the synthetic data with the tiny configs and the built-in runner."""
+import contextlib
 import json
 import os
 
@@ -90,13 +91,22 @@ def test_stage3_starts_from_stage2_then_resumes(stage2, tokens_dir, tmp_path):
   assert not np.array_equal(first_param, jax.tree.leaves(jax.device_get(pretrained.params))[0])
 
 
-def test_batches_are_a_function_of_the_step(tokens_dir):
+@contextlib.contextmanager
+def _synthetic_tasks(tokens_dir):
+  """The synthetic tasks read tokens_dir, with its small SentencePiece vocabulary."""
   gin.clear_config()
   gin.parse_config([f"sources.locations.synthetic = '{tokens_dir}'",
                     "vocabulary.settings.sentencepiece_model = @vocabulary.dataset_sentencepiece()",
                     f"vocabulary.dataset_sentencepiece.data_dir = '{tokens_dir}'",
                     "vocabulary.dataset_sentencepiece.vocab_size = 300"])
   try:
+    yield
+  finally:
+    gin.clear_config()
+
+
+def test_batches_are_a_function_of_the_step(tokens_dir):
+  with _synthetic_tasks(tokens_dir):
     lengths = {"inputs": 96, "targets": 64}
 
     # Two tasks keep the five pipeline builds below quick; a mixture still samples between them.
@@ -122,8 +132,6 @@ def test_batches_are_a_function_of_the_step(tokens_dir):
     _, packed = batches(True, [0])
     assert {"encoder_segment_ids", "decoder_positions"} <= set(packed[0])
     assert packed[0]["encoder_segment_ids"].max() > 1  # several examples share a row
-  finally:
-    gin.clear_config()
 
 
 def test_trained_system_exports_and_runs_all_four_tasks(stage2, tokens_dir, tmp_path):
@@ -164,20 +172,13 @@ def test_prompt_sensitivity_is_positive_after_training_and_near_zero_before(pair
   module, params = lm_checkpoint.load_lm(paired)
   model = EncoderDecoderModel(module.config)
   names = [f"mgpt_synthetic_eval_{t}" for t in ("t2m", "m2t")]
-  gin.clear_config()
-  gin.parse_config([f"sources.locations.synthetic = '{tokens_dir}'",
-                    "vocabulary.settings.sentencepiece_model = @vocabulary.dataset_sentencepiece()",
-                    f"vocabulary.dataset_sentencepiece.data_dir = '{tokens_dir}'",
-                    "vocabulary.dataset_sentencepiece.vocab_size = 300"])
-  try:
+  with _synthetic_tasks(tokens_dir):
     evaluator = seqio_data.SeqioLossEvaluator(
         "mgpt_synthetic_eval_t2m", {"inputs": 96, "targets": 64}, 16, split="train",
         num_batches=2, sensitivity_tasks=names)
     trained = evaluator(model, {"params": params}, 150)
     fresh = model.init_variables(jax.random.PRNGKey(1), evaluator.batches()[0])["params"]
     untrained = evaluator(model, {"params": fresh}, 0)
-  finally:
-    gin.clear_config()
   for task in ("t2m", "m2t"):
     assert trained[f"prompt_sensitivity/{task}"] > 0.2, trained
     assert abs(untrained[f"prompt_sensitivity/{task}"]) < 0.05, untrained
