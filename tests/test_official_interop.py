@@ -182,6 +182,17 @@ def _vq_parity(vq, directory):
   return (codes == ref_codes).mean(), np.abs(features - ref_features).max()
 
 
+
+def _export_and_reimport(import_dir, lm_dir, tmp_path) -> str:
+  """`mgpt export-official` of the imported tokenizer and lm_dir, then `import-official` of
+  what it wrote; returns the re-import's directory."""
+  out, again = str(tmp_path / "exported"), str(tmp_path / "again")
+  assert cli.main(["export-official", "--tokenizer-dir", os.path.join(import_dir, "tokenizer"),
+                   "--lm-dir", lm_dir, "--out", out]) == 0
+  assert cli.main(["import-official", os.path.join(out, "motiongpt.tar"), "--t5-dir",
+                   os.path.join(out, "t5"), "--stats-dir", out, "--out", again]) == 0
+  return again
+
 def test_release_tokenizer_parity(release, imported, capsys):
   agreement, error = _vq_parity(release["vq"], os.path.join(imported[0], "tokenizer"))
   with capsys.disabled():
@@ -288,11 +299,7 @@ def test_export_of_a_model_trained_here(release, imported, tmp_path):
   lm_dir = str(tmp_path / "lm")
   save_lm(lm_dir, module.config.replace(vocab_size=padded_rows), params)
   os.symlink(os.path.join(imported[0], "lm", "assets"), os.path.join(lm_dir, "assets"))
-  out, again = str(tmp_path / "exported"), str(tmp_path / "again")
-  assert cli.main(["export-official", "--tokenizer-dir", os.path.join(imported[0], "tokenizer"),
-                   "--lm-dir", lm_dir, "--out", out]) == 0
-  assert cli.main(["import-official", os.path.join(out, "motiongpt.tar"), "--t5-dir",
-                   os.path.join(out, "t5"), "--stats-dir", out, "--out", again]) == 0
+  again = _export_and_reimport(imported[0], lm_dir, tmp_path)
   _, reimported = mgpt_jax.load_lm(os.path.join(again, "lm"))
   np.testing.assert_array_equal(reimported["token_embedder"]["embedding"],
                                 params["token_embedder"]["embedding"][:ROWS])
@@ -341,11 +348,7 @@ def test_export_unties_a_tied_head(release, imported, tmp_path):
   tied = module.config.replace(logits_via_embedding=True)
   lm_dir = str(tmp_path / "lm")
   save_lm(lm_dir, tied, params)
-  out, again = str(tmp_path / "exported"), str(tmp_path / "again")
-  assert cli.main(["export-official", "--tokenizer-dir", os.path.join(imported[0], "tokenizer"),
-                   "--lm-dir", lm_dir, "--out", out]) == 0
-  assert cli.main(["import-official", os.path.join(out, "motiongpt.tar"), "--t5-dir",
-                   os.path.join(out, "t5"), "--stats-dir", out, "--out", again]) == 0
+  again = _export_and_reimport(imported[0], lm_dir, tmp_path)
   untied_module, untied = mgpt_jax.load_lm(os.path.join(again, "lm"))
   assert not untied_module.config.logits_via_embedding
   tokens = np.array([[5, 9, 140, 300, 1]])
