@@ -14,8 +14,6 @@ import importlib.util
 import os
 import sys
 
-VERBOSE_FLAG = "--verbose"
-
 
 @contextlib.contextmanager
 def _stderr_silenced():
@@ -60,7 +58,3 @@ def quiet(verbose: bool = False) -> None:
     return
   if not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
     sys.meta_path.insert(0, _QuietTensorFlow())
-
-
-def verbose_requested(argv) -> bool:
-  return VERBOSE_FLAG in argv
