@@ -11,8 +11,7 @@ import sys
 import traceback
 from typing import Callable, Sequence
 
-from mgpt_jax.console import VERBOSE_FLAG
-
+VERBOSE_FLAG = "--verbose"
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 
