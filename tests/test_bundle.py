@@ -39,7 +39,9 @@ def test_exported_generation_matches_flax_decoding(system):
   prompts = [f"Generate motion: {t}" for t in TEXTS[:3]] + ["Generate text: hi"]
   tokens = model.prompt_tokens(prompts)
   fns = generation_functions(module, MAX_DECODE, model.vocab.vocab_size)
-  steps = (np.int32(MAX_DECODE), np.int32(0))
+  start = [model.vocab.som_id, model.vocab.motion_id(5), model.vocab.motion_id(6)]
+  forced = model.forced_ids([start, [], [], []], 4)  # row 0 must begin with `start`
+  steps = (np.int32(MAX_DECODE), np.int32(0), forced)
   for name, args in (("greedy", steps),
                      ("sample", steps + (np.full(4, 5, np.int32), np.arange(4, dtype=np.int32),
                                          np.float32(0.8), np.int32(20), np.float32(0.9)))):
@@ -47,9 +49,13 @@ def test_exported_generation_matches_flax_decoding(system):
     flax = [np.asarray(x) for x in jax.jit(fns[name])(params, tokens, *args)]
     np.testing.assert_array_equal(ours[0], flax[0], err_msg=name)
     np.testing.assert_array_equal(ours[1], flax[1], err_msg=name)
+    np.testing.assert_array_equal(ours[0][0, :3], start, err_msg=name)
     if name == "greedy":
       for row, answer in enumerate(model.generate(prompts, MAX_DECODE)):
-        np.testing.assert_array_equal(answer, flax[0][row, :flax[1][row]])
+        if row:  # the free rows answer as they do without starts
+          np.testing.assert_array_equal(answer, flax[0][row, :flax[1][row]])
+      started = model.generate(prompts[:1], MAX_DECODE, starts=[start])[0]
+      np.testing.assert_array_equal(started, flax[0][0, :flax[1][0]])
   longer = model.generate(prompts[:1], 12, min_length=12)[0]
   assert len(longer) == 12 and 1 not in longer[:-1]  # no EOS before min_length
   beams = model.generate(prompts, MAX_DECODE, num_beams=4)
@@ -172,6 +178,11 @@ def test_bfloat16_and_int8_bundles(system, reduced):
   assert sizes["int8"] < 0.4 * sizes["float32"] and sizes["bfloat16"] < 0.55 * sizes["float32"]
   kernel = int8.lm_params["decoder"]["layers_0"]["mlp"]["wo"]["kernel"]
   assert kernel["int8"].dtype == np.int8 and kernel["scale"].shape == (1, kernel["int8"].shape[1])
+  assert int8.config["compute_dtype"] == "bfloat16" and model.config["compute_dtype"] == "float32"
+  assert (model.min_rows, half.min_rows, int8.min_rows) == (1, 2, 2)
+  one = half.generate(["Generate motion: a person walks"], MAX_DECODE)[0]  # padded to 2 rows
+  np.testing.assert_array_equal(one, half.generate(["Generate motion: a person walks"] * 2,
+                                                   MAX_DECODE)[1])
   prompts = [f"Generate motion: {t}" for t in TEXTS[:4]]
   full = model.generate(prompts, MAX_DECODE)
   for name, reduced_model in reduced.items():
@@ -257,7 +268,32 @@ def test_predict_keeps_the_prefix_and_inbetween_masks_the_middle(system):
   assert masked.count("<motion_id_514>") == 10  # codes 5..14 hidden, 5 kept on each side
   assert masked.startswith("<motion_id_512><motion_id_0><motion_id_1>")
   (_, filled), = model.inbetween([codes], seed=0, max_length=8)
-  assert filled.ndim == 1 and filled.size >= 1
+  assert filled.shape == codes.shape  # the answer fills the gap, whatever its own length
+  np.testing.assert_array_equal(filled[:5], codes[:5])
+  np.testing.assert_array_equal(filled[15:], codes[15:])
+  (whole, _), = model.inbetween([codes], seed=0, max_length=8, keep_given=False)
+  assert len(whole) <= 4 * 8  # the reference's answer: the model's own codes, decoded
+
+
+def test_completions_return_the_given_frames_unchanged(system):
+  model = system[3]
+  motion = model.codes_to_features(np.arange(20, dtype=np.int32)[None] % 7)[0] + 0.01
+  (predicted, _), = model.predict([motion], seed=0, max_length=8)
+  np.testing.assert_array_equal(predicted[:16], motion[:16])  # 4 codes shown, 4 frames each
+  (filled, codes), = model.inbetween([motion], seed=0, max_length=8)
+  assert filled.shape == motion.shape and codes.shape == (20,)
+  np.testing.assert_array_equal(filled[:20], motion[:20])
+  np.testing.assert_array_equal(filled[60:], motion[60:])
+  assert not np.array_equal(filled[20:60], motion[20:60])  # decoded, not copied
+
+
+def test_fill_gap_takes_the_answer_inside_the_gap_only():
+  given = np.arange(10)
+  np.testing.assert_array_equal(motion_span.fill_gap(given, np.arange(100, 112)),
+                                [0, 1, 102, 103, 104, 105, 106, 7, 8, 9])
+  np.testing.assert_array_equal(motion_span.fill_gap(given, [100, 101, 102, 103]),
+                                [0, 1, 102, 103, 103, 103, 103, 7, 8, 9])
+  np.testing.assert_array_equal(motion_span.fill_gap(given, []), [0, 1, 1, 1, 1, 1, 1, 7, 8, 9])
 
 
 def test_the_official_demo_prompt_files_parse(shared_data):

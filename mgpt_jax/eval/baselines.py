@@ -103,8 +103,8 @@ class LinearInbetween:
     unit, out = self.frames_per_token, []
     for motion in motions:
       codes = len(motion) // unit
-      head = max(motion_span.split_point(codes, motion_span.INBETWEEN_RATIO), 1) * unit
-      tail = motion_span.split_point(codes, 1 - motion_span.INBETWEEN_RATIO) * unit
+      head, tail = motion_span.gap(codes)
+      head, tail = max(head, 1) * unit, tail * unit
       result = np.array(motion[:codes * unit], np.float64)
       a, b = result[head - 1], result[tail] if tail < len(result) else result[head - 1]
       steps = np.arange(1, tail - head + 1)[:, None] / (tail - head + 1)

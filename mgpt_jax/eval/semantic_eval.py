@@ -1,10 +1,11 @@
 """`mgpt eval --task semantic`: does a generated motion do what its caption says?
 
 On a synthetic dataset (its `synthetic_actions.jsonl` holds the ground truth) every
-single-action caption of the split is answered three ways and scored by the same checks
+single-action caption of the split is answered four ways and scored by the same checks
 (`eval.semantic`): the bundle's generation, the caption-retrieval baseline (the training
-motion with the most similar caption), and the ground-truth motion itself (how far the
-checks can be trusted).
+motion with the most similar caption), the ground truth through the bundle's tokenizer (the
+best any generated answer can do) and the ground-truth motion itself (how far the checks can
+be trusted).
 """
 from __future__ import annotations
 
@@ -43,8 +44,12 @@ def evaluate_bundle(bundle_dir: str, data_dir: str, split: str = "test", seed: i
   bar.close()
   retrieved = [features_to_joints(m) for m in CaptionRetriever(data, "train").motions(texts)]
   truth = [semantic.item_joints(data_dir, item) for item in items]
+  # The ceiling of any generated answer: the checks on the tokenizer's own reconstruction.
+  clips = [data.features(item.motion_id)[item.frames[0]:item.frames[1]] for item in items]
+  round_trip = [features_to_joints(f) for f in system.decode_codes(system.motions_codes(clips))]
   scores = {"generated": semantic.score(items, generated, fps),
             "caption retrieval": semantic.score(items, retrieved, fps),
+            "tokenizer round trip": semantic.score(items, round_trip, fps),
             "ground truth": semantic.score(items, truth, fps)}
   record = {"task": "semantic", "bundle": os.path.abspath(bundle_dir),
             "data": os.path.abspath(data_dir), "split": split, "seed": seed,

@@ -48,7 +48,12 @@ from mgpt_jax.lm.vocab_core import VocabularyCore
 from mgpt_jax.lm.t5 import Transformer
 from mgpt_jax.tokenizer.vqvae import MotionVQVAE
 
-DTYPES = ("float32", "bfloat16", "int8")  # int8: weight-only, float32 activations
+DTYPES = ("float32", "bfloat16", "int8")
+# int8 is weight-only: stored as int8, dequantized to bfloat16 once per call, computed in
+# bfloat16. XLA on CPU does not fuse an int8 -> float conversion into its dots, so a float32
+# compute path would read four bytes a weight again each step; bfloat16 dots run on the
+# matrix units (AMX on Xeon) and read two.
+COMPUTE_DTYPE = {"float32": "float32", "bfloat16": "bfloat16", "int8": "bfloat16"}
 NUM_BEAMS = 4
 MAX_TOP_K = decoding.CANDIDATES
 
@@ -92,9 +97,14 @@ def generation_functions(module: Transformer, max_decode_length: int, vocab_limi
                          quantized: bool = False, num_beams: int = NUM_BEAMS) -> dict:
   """The plain functions exported for the LM, each a whole answer in one call.
 
-    greedy(params, tokens, stop, min_length) -> (answers (B, max_decode_length), lengths (B,))
-    sample(params, tokens, stop, min_length, seeds, rows, temperature, top_k, top_p) -> the same
+    greedy(params, tokens, stop, min_length, forced) -> (answers (B, max_decode_length),
+                                                         lengths (B,))
+    sample(params, tokens, stop, min_length, forced, seeds, rows, temperature, top_k, top_p)
+        -> the same
     beam(params, tokens) -> the same (the best of num_beams)
+
+  forced (B, max_decode_length) holds the answer's known start, -1 where the model chooses
+  (decoding.sample_loop), e.g. the kept head of an in-between answer.
 
   tokens (B, max_input_length) is the padded prompt; the loop ends when every row has met EOS
   or after `stop` steps, and no EOS is chosen before step `min_length`. Sampling draws row r with the key decoding.row_keys(seeds, rows)[r];
@@ -109,17 +119,17 @@ def generation_functions(module: Transformer, max_decode_length: int, vocab_limi
       return params
     # Once per call, ahead of the loop: the barrier keeps XLA from fusing the dequantization
     # into every step's dots.
-    return jax.lax.optimization_barrier(quantize.dequantize_tree(params))
+    return jax.lax.optimization_barrier(quantize.dequantize_tree(params, module.config.dtype))
 
-  def greedy(params, tokens, stop, min_length):
+  def greedy(params, tokens, stop, min_length, forced):
     return answer(decoding.generate(module, options, prepare(params), tokens, stop=stop,
-                                    min_length=min_length))
+                                    min_length=min_length, forced=forced))
 
-  def sample(params, tokens, stop, min_length, seeds, rows, temperature, top_k, top_p):
+  def sample(params, tokens, stop, min_length, forced, seeds, rows, temperature, top_k, top_p):
     return answer(decoding.generate(
         module, dataclasses.replace(options, method="sample"), prepare(params), tokens,
         decoding.row_keys(seeds, rows), stop=stop, min_length=min_length,
-        temperature=temperature, top_k=top_k, top_p=top_p))
+        temperature=temperature, top_k=top_k, top_p=top_p, forced=forced))
 
   def beam(params, tokens):
     return answer(decoding.generate(
@@ -159,7 +169,7 @@ def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "f
     raise FileExistsError(f"{out_dir}: exists; pass overwrite=True to replace it")
   tokenizer = Tokenizer.load(tokenizer_dir)
   module, params = load_lm(lm_dir)
-  compute = "bfloat16" if dtype == "bfloat16" else "float32"
+  compute = COMPUTE_DTYPE[dtype]
   module = Transformer(module.config.replace(dtype=compute, dropout_rate=0.0))
   sp_model, vocab_info = _read_vocabulary(vocabulary_dir or os.path.join(lm_dir, "assets"))
   vocab_size = VocabularyCore(sp_model, int(vocab_info["num_motion_tokens"])).vocab_size
@@ -184,7 +194,7 @@ def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "f
         "format": mg.FORMAT, "lm": module.config.to_dict(), "vq": vq_config.to_dict(),
         "dataset": tokenizer.dataset, "fps": skeletons.get_skeleton(tokenizer.dataset).fps,
         "feature_dim": vq_config.nfeats, "frames_per_token": vq_config.frames_per_token,
-        "dtype": dtype, "max_input_length": max_input_length,
+        "dtype": dtype, "compute_dtype": compute, "max_input_length": max_input_length,
         "max_decode_length": max_decode_length, "num_beams": NUM_BEAMS,
         "max_top_k": MAX_TOP_K, "vocab_size": vocab_size,
         "sources": {"tokenizer": os.path.abspath(tokenizer_dir), "tokenizer_step": tokenizer.step,
@@ -203,6 +213,7 @@ def _exported(module, params, tokenizer, max_input_length, max_decode_length, vo
   spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype)
   shapes = jax.tree.map(lambda x: spec(x.shape, x.dtype), params)
   tokens, rows = spec((b, max_input_length), jnp.int32), spec((b,), jnp.int32)
+  forced = spec((b, max_decode_length), jnp.int32)
   scalar = lambda dtype: spec((), dtype)
   lm = generation_functions(module, max_decode_length, vocab_size, quantized)
   vq_encode, vq_decode = vq_functions(tokenizer.module)
@@ -211,10 +222,10 @@ def _exported(module, params, tokenizer, max_input_length, max_decode_length, vo
   variables = jax.tree.map(lambda x: spec(x.shape, x.dtype), tokenizer.variables)
   return {
       "generate_greedy": _export(lm["greedy"], platforms, shapes, tokens, scalar(jnp.int32),
-                                 scalar(jnp.int32)),
+                                 scalar(jnp.int32), forced),
       "generate_sample": _export(lm["sample"], platforms, shapes, tokens, scalar(jnp.int32),
-                                 scalar(jnp.int32), rows, rows, scalar(jnp.float32), scalar(jnp.int32),
-                                 scalar(jnp.float32)),
+                                 scalar(jnp.int32), forced, rows, rows, scalar(jnp.float32),
+                                 scalar(jnp.int32), scalar(jnp.float32)),
       "generate_beam": _export(lm["beam"], platforms, shapes, tokens),
       "vq_encoder": _export(vq_encode, platforms, variables, spec((vb, unit * vl, dim),
                                                                   jnp.float32), spec((vb,), jnp.int32)),

@@ -30,7 +30,7 @@ from mgpt_jax import atomic_io
 from mgpt_jax.lm import motion_span
 from mgpt_jax.lm.vocab_core import VocabularyCore
 
-FORMAT = "mgpt_jax.bundle/1"
+FORMAT = "mgpt_jax.bundle/2"  # 2: generation takes the answer starts (forced)
 MANIFEST, CONFIG = "manifest.json", "config.json"
 LM_PARAMS, VQ_PARAMS = "lm_params.npz", "vq_variables.npz"
 MEAN, STD = "mean.npy", "std.npy"
@@ -68,7 +68,8 @@ def verify(bundle_dir: str) -> dict:
     raise BundleError(f"{path}: not valid JSON ({e})") from None
   if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
     found = manifest.get("format") if isinstance(manifest, dict) else manifest
-    raise BundleError(f"{path}: format {found!r}, expected {FORMAT!r}")
+    raise BundleError(f"{path}: format {found!r}, expected {FORMAT!r}; a bundle from another "
+                      "mgpt_jax version: export it again with `mgpt export`")
   files = manifest.get("files")
   if not isinstance(files, dict):
     raise BundleError(f"{path}: no 'files' table of checksums")
@@ -131,6 +132,13 @@ def _deserialize(bundle_dir: str, name: str):
   return exported
 
 
+def min_rows(config: dict) -> int:
+  """The fewest rows a generation call is padded to. XLA:CPU sends a one-row bfloat16 product
+  down its matrix-vector path, which leaves the matrix units (AMX) idle: one row took 9x as long
+  as two there (README: inference benchmark), so bfloat16 and int8 bundles answer in pairs."""
+  return 2 if config.get("compute_dtype", config.get("dtype")) != "float32" else 1
+
+
 def batch_bucket(n: int) -> int:
   """Rows a batch of n is padded to: the next power of two (n <= MAX_BATCH)."""
   return 1 << max(n - 1, 0).bit_length()
@@ -156,6 +164,7 @@ class MotionGPT:
                mean, std, functions: dict):
     self.bundle_dir, self.config, self.manifest, self.vocab = bundle_dir, config, manifest, vocab
     self.mean, self.std = mean, std
+    self.min_rows = min_rows(config)
     device = jax.devices()[0]
     self.lm_params = jax.device_put(lm_params, device)
     self.vq_vars = jax.device_put(vq_vars, device)
@@ -261,10 +270,12 @@ class MotionGPT:
   def generate(self, prompts: Sequence[str], max_length: int, seed: int | None = None, *,
                top_k: int = 50, temperature: float = 1.0, top_p: float = 1.0,
                num_beams: int | None = None, rows: Sequence[int] | None = None,
-               min_length: int = 0) -> list[np.ndarray]:
+               min_length: int = 0, starts: Sequence[Sequence[int]] | None = None
+               ) -> list[np.ndarray]:
     """Answer ids per prompt (up to and including EOS): sampled when `seed` is given, else
     greedy, or beam search (the bundle's num_beams) with num_beams. Row i draws with the key of
-    (seed, rows[i]) (default: i); no EOS before min_length tokens (greedy and sampling).
+    (seed, rows[i]) (default: i); no EOS before min_length tokens (greedy and sampling);
+    starts[i]: ids answer i begins with, the model continuing after them (greedy and sampling).
     One device call per MAX_BATCH prompts."""
     limit = int(self.config["max_decode_length"])
     if not 1 <= max_length <= limit:
@@ -280,29 +291,48 @@ class MotionGPT:
                        f"temperature > 0, 0 <= top_k <= {max_top_k}, 0 < top_p <= 1")
     ids, lengths = self.generate_ids(self.prompt_tokens(prompts), max_length, seed, top_k=top_k,
                                      temperature=temperature, top_p=top_p, num_beams=num_beams,
-                                     rows=rows, min_length=min_length)
+                                     rows=rows, min_length=min_length,
+                                     forced=self.forced_ids(starts, len(prompts)))
     return [row[:n] for row, n in zip(ids, lengths)]
+
+  def forced_ids(self, starts: Sequence[Sequence[int]] | None, batch: int) -> np.ndarray | None:
+    """generate_ids' `forced`: (batch, max_decode_length), each start's ids, then -1."""
+    if starts is None:
+      return None
+    forced = np.full((batch, int(self.config["max_decode_length"])), -1, np.int32)
+    for row, start in zip(forced, starts):
+      if len(start) > len(row):
+        raise ValueError(f"an answer start of {len(start)} ids: expected at most {len(row)}")
+      row[:len(start)] = start
+    return forced
 
   def generate_ids(self, tokens: np.ndarray, max_length: int, seed: int | None = None, *,
                    top_k: int = 50, temperature: float = 1.0, top_p: float = 1.0,
                    num_beams: int | None = None, rows: Sequence[int] | None = None,
-                   min_length: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                   min_length: int = 0, forced: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """(ids (B, max_decode_length), lengths (B,) <= max_length) for prompt ids (B,
-    max_input_length) as prompt_tokens makes them; the arguments are generate's."""
+    max_input_length) as prompt_tokens makes them; forced: forced_ids; the other arguments
+    are generate's."""
+    if forced is not None and num_beams is not None:
+      raise ValueError("answer starts with beam search: expected greedy or sampling")
     answers, lengths = [], []
     rows = np.arange(len(tokens)) if rows is None else np.asarray(rows)
+    if forced is None:
+      forced = np.full((len(tokens), int(self.config["max_decode_length"])), -1, np.int32)
     for start in range(0, len(tokens), MAX_BATCH):
       chunk = tokens[start:start + MAX_BATCH]
-      padded = _pad_rows(chunk, batch_bucket(len(chunk)))
+      padded = _pad_rows(chunk, batch_bucket(max(len(chunk), self.min_rows)))
+      start_ids = _pad_rows(forced[start:start + MAX_BATCH], len(padded))
       if num_beams is not None:
         ids, n = self._fns["generate_beam"](self.lm_params, padded)
       elif seed is None:
         ids, n = self._fns["generate_greedy"](self.lm_params, padded, np.int32(max_length),
-                                              np.int32(min_length))
+                                              np.int32(min_length), start_ids)
       else:
         keys = _pad_rows(rows[start:start + MAX_BATCH].astype(np.int32), len(padded))
         ids, n = self._fns["generate_sample"](
-            self.lm_params, padded, np.int32(max_length), np.int32(min_length),
+            self.lm_params, padded, np.int32(max_length), np.int32(min_length), start_ids,
             np.full(len(padded), seed, np.int32),
             keys, np.float32(temperature), np.int32(top_k), np.float32(top_p))
       answers.append(np.asarray(ids)[:len(chunk)])
@@ -378,13 +408,28 @@ class MotionGPT:
               top_k: int = 50, temperature: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
     """The first 20 % of each motion continued: (features, codes) of prefix + continuation.
 
-    The prefix is the given motion's own codes (the reference's evaluation compares the
+    The prefix's rows are the given features unchanged (its codes when codes were given). The
+    prompt shows the given motion's own codes (the reference's evaluation compares the
     continuation alone with the ground truth from frame 0, its quirk §11.3)."""
     prefixes = [motion_span.prediction_prompt_codes(c) for c in self.motions_codes(motions)]
     continuations = self.continue_codes(prefixes, seed, max_length, top_k=top_k,
                                         temperature=temperature)
     codes = [np.concatenate([p, c]).astype(np.int32) for p, c in zip(prefixes, continuations)]
-    return list(zip(self.decode_codes(codes), codes))
+    kept = [((0, len(p)),) for p in prefixes]
+    return list(zip(self._keep_given(motions, self.decode_codes(codes), kept), codes))
+
+  def _keep_given(self, motions, decoded: list[np.ndarray], kept) -> list[np.ndarray]:
+    """The decoded features with the rows of each kept code span [a, b) set to the given
+    features (given codes have no rows of their own: those stay decoded)."""
+    unit = self.frames_per_token
+    for motion, features, spans in zip(motions, decoded, kept):
+      motion = np.asarray(motion)
+      if motion.ndim != 2:
+        continue
+      for a, b in spans:
+        end = min(b * unit, len(features), len(motion))
+        features[a * unit:end] = motion[a * unit:end]
+    return decoded
 
   def continue_codes(self, prefixes: Sequence[np.ndarray], seed: int | None,
                      max_length: int | None = None, rows: Sequence[int] | None = None,
@@ -396,10 +441,27 @@ class MotionGPT:
     return [self.answer_codes(ids) for ids in answers]
 
   def inbetween(self, motions: Sequence[np.ndarray], seed: int = 0, max_length: int | None = None,
-                top_k: int = 50, temperature: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each motion's middle half filled in: the model's whole answer (as the reference)."""
+                top_k: int = 50, temperature: float = 1.0,
+                keep_given: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each motion's middle half filled in: (features, codes) as long as the given motion.
+
+    keep_given (default): the answer is made to start with the given head (a decoder prompt),
+    so the model fills the gap from where the motion really is; its codes at the gap's
+    positions (the last repeated if it stops short) go between the given head and tail and
+    all are decoded together, so the decoder sees both sides of each join; outside the gap the
+    given feature rows are returned unchanged, as an animator's keyframes are.
+    keep_given=False returns the model's whole free answer decoded, as the reference does."""
     max_length = max_length or int(self.config["max_decode_length"])
-    prompts = [INBETWEEN_PROMPT.format(motion_span.masked_string(c))
-               for c in self.motions_codes(motions)]
-    answers = self.generate(prompts, max_length, seed, top_k=top_k, temperature=temperature)
-    return self.answers_to_motions(answers)
+    given = self.motions_codes(motions)
+    prompts = [INBETWEEN_PROMPT.format(motion_span.masked_string(c)) for c in given]
+    starts = None
+    if keep_given:  # som, then the head's codes (the span's last id is eom: dropped)
+      starts = [motion_span.codes_to_ids(c[:motion_span.gap(len(c))[0]], self.vocab)[:-1]
+                for c in given]
+    answers = self.generate(prompts, max_length, seed, top_k=top_k, temperature=temperature,
+                            starts=starts)
+    if not keep_given:
+      return self.answers_to_motions(answers)
+    codes = [motion_span.fill_gap(c, self.answer_codes(ids)) for c, ids in zip(given, answers)]
+    kept = [((0, motion_span.gap(len(c))[0]), (motion_span.gap(len(c))[1], len(c))) for c in codes]
+    return list(zip(self._keep_given(motions, self.decode_codes(codes), kept), codes))

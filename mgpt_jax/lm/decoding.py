@@ -135,11 +135,13 @@ class LogitsProcessor:
 
 def sample_loop(logits_fn: LogitsFn, cache, *, batch_size: int, max_len: int,
                 process: Callable, eos_id: int = 1, rng=None, temperature=0.0,
-                top_k=0, top_p=1.0, stop=None) -> DecodeResult:
+                top_k=0, top_p=1.0, stop=None, forced=None) -> DecodeResult:
   """Greedy (temperature 0) or sampled decoding; jittable, one while loop over the steps.
 
   rng: a key, or (batch,) keys (see row_keys). stop: a traced step count <= max_len after which
-  the loop ends (rows not done by then keep length max_len and PAD after `stop`).
+  the loop ends (rows not done by then keep length max_len and PAD after `stop`). forced:
+  (batch, max_len) ids, -1 where free: where set, step i emits forced[:, i] whatever the model
+  prefers (a decoder prompt: the answer's known start), scored by the model's log-prob.
   """
   greedy = isinstance(temperature, (int, float)) and temperature == 0.0
 
@@ -152,6 +154,9 @@ def sample_loop(logits_fn: LogitsFn, cache, *, batch_size: int, max_len: int,
     else:
       token = sample_token(logits, fold_step(rng, i), temperature, top_k, top_p)
       lse = jax.nn.logsumexp(logits, axis=-1)
+    if forced is not None:
+      wanted = jax.lax.dynamic_index_in_dim(forced, i, axis=1, keepdims=False)
+      token = jnp.where(wanted >= 0, wanted, token)
     logp = jnp.take_along_axis(logits, token[:, None], -1)[:, 0] - lse
     token = jnp.where(done, PAD_ID, token)
     scores = scores + jnp.where(done, 0.0, logp)
@@ -319,17 +324,17 @@ class DecodeOptions:
 
 
 def generate(module, options: DecodeOptions, params, encoder_input_tokens, rng=None, *,
-             stop=None, min_length=None, temperature=None, top_k=None, top_p=None
-             ) -> DecodeResult:
+             stop=None, min_length=None, temperature=None, top_k=None, top_p=None,
+             forced=None) -> DecodeResult:
   """The whole decode, unjitted, for callers that trace it themselves (the bundle's jax.export).
 
   stop, min_length (no EOS before that step), temperature, top_k and top_p may be traced and
   override `options` (see sample_loop and sample_token: a traced top_k is at most 256); rng may
-  be (batch,) keys (row_keys).
+  be (batch,) keys (row_keys); forced (greedy and sample): sample_loop's decoder prompt.
   """
   return _decode(module, options, params, encoder_input_tokens, rng,
                  {"stop": stop, "min_length": min_length, "temperature": temperature,
-                  "top_k": top_k, "top_p": top_p})
+                  "top_k": top_k, "top_p": top_p, "forced": forced})
 
 
 def _suppress_eos_before(process, min_length, eos_id, logits, prev, step):
@@ -368,7 +373,7 @@ def _decode(module, options: DecodeOptions, params, encoder_input_tokens, rng,
   return sample_loop(logits_fn, cache, batch_size=batch, max_len=max_len, process=process,
                      eos_id=o.eos_id, rng=rng, temperature=temperature,
                      top_k=dynamic.get("top_k", o.top_k), top_p=dynamic.get("top_p", o.top_p),
-                     stop=dynamic.get("stop"))
+                     stop=dynamic.get("stop"), forced=dynamic.get("forced"))
 
 
 _decode_jit = jax.jit(_decode, static_argnames=("module", "options"))

@@ -71,11 +71,26 @@ def prediction_prompt_codes(codes: Sequence[int]) -> np.ndarray:
   return codes[:split_point(len(codes), PREDICTION_RATIO)]
 
 
+def gap(length: int) -> tuple[int, int]:
+  """[head, tail): the codes an in-between prompt masks (the middle half)."""
+  return split_point(length, INBETWEEN_RATIO), split_point(length, 1 - INBETWEEN_RATIO)
+
+
+def fill_gap(given: Sequence[int], answer: Sequence[int]) -> np.ndarray:
+  """The given codes with their gap taken from an in-between answer (a whole motion's codes);
+  an answer too short for the gap repeats its last code, or the code before the gap."""
+  given, answer = np.asarray(given), np.asarray(answer)
+  head, tail = gap(len(given))
+  middle = answer[head:tail]
+  last = middle[-1:] if len(middle) else given[max(head - 1, 0):head]
+  middle = np.concatenate([middle, np.repeat(last, tail - head - len(middle))])
+  return np.concatenate([given[:head], middle, given[tail:]]).astype(np.int32)
+
+
 def masked_string(codes: Sequence[int]) -> str:
   """The in-between prompt's span: head and tail kept, the middle half as mask tokens."""
   codes = np.asarray(codes)
-  head = split_point(len(codes), INBETWEEN_RATIO)
-  tail = split_point(len(codes), 1 - INBETWEEN_RATIO)
+  head, tail = gap(len(codes))
   inner = "".join(f"<motion_id_{int(c)}>" for c in codes[:head])
   inner += MASK_STRING * (tail - head)
   inner += "".join(f"<motion_id_{int(c)}>" for c in codes[tail:])

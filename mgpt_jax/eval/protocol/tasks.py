@@ -216,8 +216,7 @@ def pred(ctx: Context, samples, twins) -> dict:
 def inbetween(ctx: Context, samples, twins) -> dict:
   """In-between with the first and last quarter kept: scored on the in-filled codes."""
   def scored(num_codes: int):  # the codes masked_string replaces by mask tokens
-    return (motion_span.split_point(num_codes, motion_span.INBETWEEN_RATIO),
-            motion_span.split_point(num_codes, 1 - motion_span.INBETWEEN_RATIO))
+    return motion_span.gap(num_codes)
   return _completion(ctx, samples, twins, "inbetween", scored)
 
 
