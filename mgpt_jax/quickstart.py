@@ -47,8 +47,8 @@ class Preset:
 
 PRESETS = {
     # About 15 minutes on 2 CPU cores (README: per-step times).
-    "default": Preset(num_motions=1500, tokenizer_steps=1000, pretrain_steps=250,
-                      instruct_steps=250, evaluator_steps=1500, replications=3, mm_texts=10,
+    "default": Preset(num_motions=1500, tokenizer_steps=3000, pretrain_steps=300,
+                      instruct_steps=300, evaluator_steps=1500, replications=3, mm_texts=10,
                       mm_repeats=10, eval_entries=256),
     # More data and longer training: about an hour on 2 CPU cores (README: results).
     "full": Preset(num_motions=3000, tokenizer_steps=3000, pretrain_steps=1500,
