@@ -1,0 +1,95 @@
+"""What bfloat16 and int8 bundles cost in quality: greedy tokens and logits against float32.
+
+    python tools/measure_quantization.py --tokenizer-dir RUN/tokenizer --lm-dir RUN/instruct \
+        --data RUN/data [--num-prompts 128]
+
+Exports the LM as float32, bfloat16 and int8 bundles, answers the test split's prompts greedily
+with each (text-to-motion from its captions, motion-to-text from its motion tokens) and prints,
+per dtype: the fraction of answer tokens identical to float32's at the same position (over
+float32's answer lengths), the fraction of whole answers identical, and the teacher-forced
+logit error on float32's answers (max and mean |difference|, and the mean relative to the
+float32 logits' standard deviation), computed by the Flax model on the parameters the bundle
+holds, in the bundle's compute dtype.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mgpt_jax.data import formats
+from mgpt_jax.inference import quantize
+from mgpt_jax.inference.bundle import export_bundle
+from mgpt_jax.inference.motiongpt import M2T_PROMPT, T2M_PROMPT, MotionGPT, read_tree
+from mgpt_jax.lm import motion_span
+from mgpt_jax.lm.config import T5Config
+from mgpt_jax.lm.t5 import Transformer
+
+
+def test_prompts(data_dir: str, count: int) -> list[str]:
+  data = formats.MotionDataset(data_dir)
+  ids = data.split_ids("test")[:count // 2]
+  prompts = [T2M_PROMPT.format(data.captions(i)[0].text) for i in ids]
+  for i in ids:
+    path = os.path.join(data_dir, "TOKENS", i + ".npy")
+    if os.path.exists(path):
+      codes = np.load(path, allow_pickle=False)[0][:64]
+      prompts.append(M2T_PROMPT.format(motion_span.codes_to_string(codes)))
+  return prompts
+
+
+def teacher_forced_logits(system: MotionGPT, tokens: np.ndarray, answers: np.ndarray):
+  """(B, L, vocab) float32 logits of `answers` (B, L; 0-padded) under the bundle's parameters."""
+  config = T5Config.from_dict(system.config["lm"])
+  params = jax.tree.map(jnp.asarray, read_tree(os.path.join(system.bundle_dir, "lm_params.npz")))
+  if system.config["dtype"] == "int8":
+    params = quantize.dequantize_tree(params, config.dtype)
+  inputs = np.pad(answers[:, :-1], ((0, 0), (1, 0)))  # shifted right: PAD is the start token
+  logits = Transformer(config).apply({"params": params}, tokens, inputs, answers,
+                                     enable_dropout=False)
+  return np.asarray(logits, np.float32)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--tokenizer-dir", required=True)
+  parser.add_argument("--lm-dir", required=True)
+  parser.add_argument("--data", required=True)
+  parser.add_argument("--num-prompts", type=int, default=128)
+  parser.add_argument("--max-length", type=int, default=64)
+  args = parser.parse_args()
+  prompts = test_prompts(args.data, args.num_prompts)
+  with tempfile.TemporaryDirectory() as root:
+    systems = {dtype: MotionGPT.load(export_bundle(
+        args.tokenizer_dir, args.lm_dir, os.path.join(root, dtype), dtype,
+        max_decode_length=args.max_length)) for dtype in ("float32", "bfloat16", "int8")}
+    reference = systems["float32"]
+    tokens = reference.prompt_tokens(prompts)
+    ids, lengths = reference.generate_ids(tokens, args.max_length)
+    answers = np.where(np.arange(ids.shape[1]) < lengths[:, None], ids, 0)
+    base_logits = teacher_forced_logits(reference, tokens, answers)
+    valid = answers > 0
+    print(f"{len(prompts)} test prompts ({len(prompts) // 2} text-to-motion, the rest "
+          f"motion-to-text), greedy, {int(valid.sum())} float32 answer tokens\n")
+    print("| dtype | LM bytes | same tokens | same answers | max abs logit error | "
+          "mean abs | mean / logit std |")
+    print("|---|---|---|---|---|---|---|")
+    scale = float(base_logits[valid].std())
+    for dtype, system in systems.items():
+      ours, n = system.generate_ids(tokens, args.max_length)
+      same = (ours == ids) & valid
+      whole = np.mean([np.array_equal(ours[i, :n[i]], ids[i, :lengths[i]])
+                       for i in range(len(ids))])
+      error = np.abs(teacher_forced_logits(system, tokens, answers) - base_logits)[valid]
+      size = os.path.getsize(os.path.join(system.bundle_dir, "lm_params.npz"))
+      print(f"| {dtype} | {size / 1e6:.1f} MB | {same.sum() / valid.sum():.1%} | {whole:.1%} | "
+            f"{error.max():.4f} | {error.mean():.5f} | {error.mean() / scale:.5f} |")
+
+
+if __name__ == "__main__":
+  main()
