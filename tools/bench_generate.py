@@ -67,6 +67,7 @@ def _tokenizer_dir(root: str) -> str:
   """A small random VQ-VAE run directory (the bundle needs one; the benchmark never calls it)."""
   config = VQConfig(num_codes=32, code_dim=16, width=16, depth=1)
   variables = MotionVQVAE(config).init(jax.random.key(0), jnp.zeros((1, 8, 263)))
+  variables = {k: v for k, v in variables.items() if k != "params_axes"}  # as checkpoints hold
   normalizer = Normalizer(np.zeros(263, np.float32), np.ones(263, np.float32))
   return Tokenizer(config, variables, normalizer, "humanml3d").save(root)
 

@@ -49,11 +49,10 @@ from mgpt_jax.lm.t5 import Transformer
 from mgpt_jax.tokenizer.vqvae import MotionVQVAE
 
 DTYPES = ("float32", "bfloat16", "int8")
-# int8 is weight-only: stored as int8, dequantized to bfloat16 once per call, computed in
-# bfloat16. XLA on CPU does not fuse an int8 -> float conversion into its dots, so a float32
-# compute path would read four bytes a weight again each step; bfloat16 dots run on the
-# matrix units (AMX on Xeon) and read two.
-COMPUTE_DTYPE = {"float32": "float32", "bfloat16": "bfloat16", "int8": "bfloat16"}
+# int8 is weight-only: stored as int8 (a quarter of the bytes), dequantized once per call and
+# computed in float32. XLA on CPU fuses no int8 -> float conversion into its dots, and bfloat16
+# compute was no faster for the model's shapes (README: inference benchmark) and agreed less.
+COMPUTE_DTYPE = {"float32": "float32", "bfloat16": "bfloat16", "int8": "float32"}
 NUM_BEAMS = 4
 MAX_TOP_K = decoding.CANDIDATES
 

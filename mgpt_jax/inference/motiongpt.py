@@ -134,8 +134,8 @@ def _deserialize(bundle_dir: str, name: str):
 
 def min_rows(config: dict) -> int:
   """The fewest rows a generation call is padded to. XLA:CPU sends a one-row bfloat16 product
-  down its matrix-vector path, which leaves the matrix units (AMX) idle: one row took 9x as long
-  as two there (README: inference benchmark), so bfloat16 and int8 bundles answer in pairs."""
+  down a slow matrix-vector path: a (1, 768) x (768, 3072) product took 9x as long as a two-row
+  one on the project's Xeon (AMX), so bfloat16 bundles answer in pairs."""
   return 2 if config.get("compute_dtype", config.get("dtype")) != "float32" else 1
 
 

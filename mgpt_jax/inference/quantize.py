@@ -6,8 +6,8 @@
 A channel is an output feature of a projection (the scale is max |w| over the contracted input
 axes / 127, symmetric, round to nearest) and a row of the embedding table. Vectors (layer-norm
 scales) and the small relative-position tables stay float32. The exported generation
-dequantizes to bfloat16 once per call, ahead of its while loop (bundle.COMPUTE_DTYPE): the
-bundle holds a quarter of the float32 bytes, and each step reads half of them.
+dequantizes once per call, ahead of its while loop, to the compute dtype (bundle.COMPUTE_DTYPE:
+float32): the bundle holds a quarter of the bytes; each step computes as float32 does.
 """
 from __future__ import annotations
 
