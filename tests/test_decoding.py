@@ -349,3 +349,19 @@ def test_cache_expands_along_the_batch_as_t5x_does(params, enc):
   greedy = _uncached_greedy(params, enc, MAX_LEN)
   np.testing.assert_array_equal(tokens[0::k], greedy)
   np.testing.assert_array_equal(tokens[1::k], greedy)
+
+
+def test_forced_tokens_start_the_answer_and_the_model_goes_on():
+  """sample_loop's decoder prompt: forced ids where set (-1 free), scored by the model."""
+  def logits_fn(tokens, step, cache):
+    return jnp.zeros((2, 16)).at[:, 5].set(3.0).at[:, 1].set(jnp.where(step >= 4, 9.0, 0.0)), cache
+
+  forced = jnp.full((2, 6), -1, jnp.int32).at[0, :2].set(jnp.array([7, 8]))
+  process = LogitsProcessor(6)
+  result = jax.jit(lambda f: decoding.sample_loop(logits_fn, (), batch_size=2, max_len=6,
+                                                  process=process, forced=f))(forced)
+  tokens = np.asarray(result.tokens)
+  assert list(tokens[0]) == [7, 8, 5, 5, 1, 0] and list(tokens[1]) == [5, 5, 5, 5, 1, 0]
+  free = jax.nn.log_softmax(jnp.zeros(16).at[5].set(3.0))
+  np.testing.assert_allclose(result.scores[0] - result.scores[1], 2 * (free[7] - free[5]),
+                             rtol=1e-5)
