@@ -136,7 +136,8 @@ def _send(driver, text: str = "", motion: str | None = None) -> int:
   box = driver.find_element(By.CSS_SELECTOR, "#message textarea")
   box.clear()
   box.send_keys(text)
-  driver.find_element(By.CSS_SELECTOR, "#send").click()
+  # Gradio renders the page in parts: on a loaded machine the button can follow the textbox.
+  _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#send"), "the send button")[0].click()
   return before
 
 
