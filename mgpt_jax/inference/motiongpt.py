@@ -136,7 +136,7 @@ def min_rows(config: dict) -> int:
   """The fewest rows a generation call is padded to. XLA:CPU sends a one-row bfloat16 product
   down a slow matrix-vector path: a (1, 768) x (768, 3072) product took 9x as long as a two-row
   one on the project's Xeon (AMX), so bfloat16 bundles answer in pairs."""
-  return 2 if config.get("compute_dtype", config.get("dtype")) != "float32" else 1
+  return 2 if config["compute_dtype"] != "float32" else 1
 
 
 def batch_bucket(n: int) -> int:
@@ -453,15 +453,15 @@ class MotionGPT:
     keep_given=False returns the model's whole free answer decoded, as the reference does."""
     max_length = max_length or int(self.config["max_decode_length"])
     given = self.motions_codes(motions)
+    gaps = [motion_span.gap(len(c)) for c in given]
     prompts = [INBETWEEN_PROMPT.format(motion_span.masked_string(c)) for c in given]
-    starts = None
-    if keep_given:  # som, then the head's codes (the span's last id is eom: dropped)
-      starts = [motion_span.codes_to_ids(c[:motion_span.gap(len(c))[0]], self.vocab)[:-1]
-                for c in given]
+    # som, then the head's codes (codes_to_ids ends the span with eom: dropped)
+    starts = ([motion_span.codes_to_ids(c[:head], self.vocab)[:-1]
+               for c, (head, _) in zip(given, gaps)] if keep_given else None)
     answers = self.generate(prompts, max_length, seed, top_k=top_k, temperature=temperature,
                             starts=starts)
     if not keep_given:
       return self.answers_to_motions(answers)
     codes = [motion_span.fill_gap(c, self.answer_codes(ids)) for c, ids in zip(given, answers)]
-    kept = [((0, motion_span.gap(len(c))[0]), (motion_span.gap(len(c))[1], len(c))) for c in codes]
+    kept = [((0, head), (tail, len(c))) for c, (head, tail) in zip(codes, gaps)]
     return list(zip(self._keep_given(motions, self.decode_codes(codes), kept), codes))
