@@ -30,6 +30,7 @@ EVAL_TASKS = ("t2m", "m2t", "pred", "inbetween", "recon")
 # The language-model recipe of stages 2 and 3 (model size, rates, lengths, mixture weights) is
 # a gin file like any other run's; the quickstart only sets data, run directory and steps.
 LM_RECIPE = "gin/recipes/synthetic_mini.gin"
+TOKENIZER_RECIPE = "gin/recipes/synthetic_tokenizer.gin"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Preset:
 
 PRESETS = {
     # About 15 minutes on 2 CPU cores (README: per-step times).
-    "default": Preset(num_motions=1500, tokenizer_steps=3000, pretrain_steps=300,
+    "default": Preset(num_motions=1500, tokenizer_steps=2000, pretrain_steps=300,
                       instruct_steps=300, evaluator_steps=1500, replications=3, mm_texts=10,
                       mm_repeats=10, eval_entries=256),
     # More data and longer training: 50 minutes on 2 CPU cores (README: results of the full preset).
@@ -149,9 +150,9 @@ def run(out: str, preset: str = "default", seed: int = 0, **overrides) -> int:
   for split, info in builder.info.splits.items():
     print(f"{split}: {info.num_examples} examples")
 
-  clock.step(4, "stage 1: motion tokenizer (gin/tokenizer_tiny.gin)")
+  clock.step(4, f"stage 1: motion tokenizer ({TOKENIZER_RECIPE})")
   summary = _train([
-      "--gin_file=tokenizer_tiny.gin", f"--gin.MODEL_DIR='{tokenizer_dir}'",
+      f"--gin_file={TOKENIZER_RECIPE}", f"--gin.MODEL_DIR='{tokenizer_dir}'",
       f"--gin.DATA_DIR='{data_dir}'", f"--gin.TRAIN_STEPS={settings.tokenizer_steps}",
       "--gin.runner.train.eval_at_start=True"])
   for step, results in sorted(summary["eval"].items()):

@@ -105,3 +105,19 @@ def test_loss_weights_and_kit_layout():
   ric = smooth_l1(recon[..., 4:64], target[..., 4:64])
   np.testing.assert_allclose(terms["loss_ric"], ric)
   np.testing.assert_allclose(value, terms["loss_feature"] + 0.5 * ric + 0.02, rtol=1e-6)
+
+
+def test_loss_kinds_and_root_term():
+  target = jnp.zeros((1, 2, 263))
+  recon = target.at[..., 1].set(3.0)  # one root dim (sideways velocity) off by 3
+  n = 2 * 263
+  expected = {"l1_smooth": 2 * 2.5 / n, "l2": 2 * 9.0 / n, "l1": 2 * 3.0 / n}
+  for kind, feature in expected.items():
+    value, terms = ReconstructionLoss(1.0, 0.5, 0.0, kind=kind, lambda_root=2.0)(
+        recon, target, jnp.array(0.0))
+    root = feature * n / 8  # the same error over the 2 x 4 root values
+    np.testing.assert_allclose(terms["loss_feature"], feature, rtol=1e-6)
+    np.testing.assert_allclose(terms["loss_root"], root, rtol=1e-6)
+    np.testing.assert_allclose(value, feature + 2.0 * root, rtol=1e-6)  # RIC dims untouched
+  with pytest.raises(ValueError, match="kind='l3'"):
+    ReconstructionLoss(kind="l3")

@@ -1,5 +1,5 @@
 """Stage-1 loss: SmoothL1 on all features + lambda_vel * SmoothL1 on the RIC joint positions
-+ lambda_commit * commitment. The "velocity" term of the reference is applied to the RIC
++ lambda_commit * commitment (`kind` swaps SmoothL1 for L2 or L1, T2M-GPT's `--recons-loss`). The "velocity" term of the reference is applied to the RIC
 positions (dims 4 : 4 + 3(J-1)), exactly as T2M-GPT does; it works for any joint count
 (the MotionGPT code raises for KIT's 251-d features)."""
 from __future__ import annotations
@@ -21,16 +21,40 @@ def num_joints_of(nfeats: int) -> int:
   return (nfeats + 1) // 12
 
 
+def l2(prediction, target):
+  return jnp.mean((prediction - target) ** 2)
+
+
+def l1(prediction, target):
+  return jnp.mean(jnp.abs(prediction - target))
+
+
+KINDS = {"l1_smooth": smooth_l1, "l2": l2, "l1": l1}
+
+
 @dataclasses.dataclass(frozen=True)
 class ReconstructionLoss:
+  """`kind`: 'l1_smooth' (the reference), 'l2' or 'l1'. An L1-like loss fits the median of
+  what one code stands for, so a rare mode (sideways steps, a small fast sway) that shares
+  codes with common ones is decoded as the common one; L2 fits the mean, whose pull makes
+  the encoder give it codes of its own (README: the tokenizer's round trip)."""
   lambda_feature: float = 1.0
   lambda_velocity: float = 0.5
   lambda_commit: float = 0.02
+  kind: str = "l1_smooth"
+  lambda_root: float = 0.0  # an extra term on the 4 root dims (facing, velocity, height)
+
+  def __post_init__(self):
+    if self.kind not in KINDS:
+      raise ValueError(f"ReconstructionLoss.kind={self.kind!r}: expected one of {sorted(KINDS)}")
 
   def __call__(self, reconstruction, target, commit_loss) -> tuple[jnp.ndarray, dict]:
     ric = slice(4, 4 + 3 * (num_joints_of(target.shape[-1]) - 1))
-    feature = smooth_l1(reconstruction, target)
-    velocity = smooth_l1(reconstruction[..., ric], target[..., ric])
+    distance = KINDS[self.kind]
+    feature = distance(reconstruction, target)
+    velocity = distance(reconstruction[..., ric], target[..., ric])
+    root = distance(reconstruction[..., :4], target[..., :4])
     loss = (self.lambda_feature * feature + self.lambda_velocity * velocity
-            + self.lambda_commit * commit_loss)
-    return loss, {"loss_feature": feature, "loss_ric": velocity, "loss_commit": commit_loss}
+            + self.lambda_root * root + self.lambda_commit * commit_loss)
+    return loss, {"loss_feature": feature, "loss_ric": velocity, "loss_root": root,
+                  "loss_commit": commit_loss}
