@@ -51,7 +51,7 @@ PRESETS = {
     "default": Preset(num_motions=1500, tokenizer_steps=2000, pretrain_steps=300,
                       instruct_steps=300, evaluator_steps=1500, replications=3, mm_texts=10,
                       mm_repeats=10, eval_entries=256),
-    # More data and longer training: about 70 minutes on 2 CPU cores (README: results of the
+    # More data and longer training: under 90 minutes on 2 CPU cores (README: results of the
     # full preset). With 3,000 motions stage 3's validation loss rose after 150 steps.
     "full": Preset(num_motions=6000, tokenizer_steps=3000, pretrain_steps=2000,
                    instruct_steps=2000, evaluator_steps=3000, replications=5, mm_texts=20,
