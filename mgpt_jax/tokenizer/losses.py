@@ -1,7 +1,8 @@
-"""Stage-1 loss: SmoothL1 on all features + lambda_vel * SmoothL1 on the RIC joint positions
-+ lambda_commit * commitment (`kind` swaps SmoothL1 for L2 or L1, T2M-GPT's `--recons-loss`). The "velocity" term of the reference is applied to the RIC
-positions (dims 4 : 4 + 3(J-1)), exactly as T2M-GPT does; it works for any joint count
-(the MotionGPT code raises for KIT's 251-d features)."""
+"""Stage-1 loss: a distance on all features + lambda_vel * the same distance on the RIC joint
+positions (+ lambda_root * on the 4 root dims) + lambda_commit * commitment. The distance is
+SmoothL1 as in the reference, or L2 / L1 (`kind`, T2M-GPT's `--recons-loss`). The "velocity"
+term of the reference is applied to the RIC positions (dims 4 : 4 + 3(J-1)), exactly as T2M-GPT
+does; it works for any joint count (the MotionGPT code raises for KIT's 251-d features)."""
 from __future__ import annotations
 
 import dataclasses
@@ -30,6 +31,7 @@ def l1(prediction, target):
 
 
 KINDS = {"l1_smooth": smooth_l1, "l2": l2, "l1": l1}
+ROOT = slice(0, 4)  # root facing velocity, xz velocity, height: the same for every skeleton
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,12 +39,12 @@ class ReconstructionLoss:
   """`kind`: 'l1_smooth' (the reference), 'l2' or 'l1'. An L1-like loss fits the median of
   what one code stands for, so a rare mode (sideways steps, a small fast sway) that shares
   codes with common ones is decoded as the common one; L2 fits the mean, whose pull makes
-  the encoder give it codes of its own (README: the tokenizer's round trip)."""
+  the encoder give it codes of its own (README: the main job, "what moved the numbers")."""
   lambda_feature: float = 1.0
   lambda_velocity: float = 0.5
   lambda_commit: float = 0.02
   kind: str = "l1_smooth"
-  lambda_root: float = 0.0  # an extra term on the 4 root dims (facing, velocity, height)
+  lambda_root: float = 0.0
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -53,7 +55,7 @@ class ReconstructionLoss:
     distance = KINDS[self.kind]
     feature = distance(reconstruction, target)
     velocity = distance(reconstruction[..., ric], target[..., ric])
-    root = distance(reconstruction[..., :4], target[..., :4])
+    root = distance(reconstruction[..., ROOT], target[..., ROOT])
     loss = (self.lambda_feature * feature + self.lambda_velocity * velocity
             + self.lambda_root * root + self.lambda_commit * commit_loss)
     return loss, {"loss_feature": feature, "loss_ric": velocity, "loss_root": root,
