@@ -198,3 +198,28 @@ def test_errors_name_the_problem(tmp_path):
     S.score([S.SemanticItem("0", "walks", "walk", {}, (0, 5))], [], 20.0)
   with pytest.raises(formats.MotionDataError, match="synthetic ground truth not found"):
     S.semantic_items(str(tmp_path))
+
+
+def test_bundle_is_scored_greedy_and_sampled(synth, tiny_system, monkeypatch):
+  """`mgpt eval --task semantic` scores the greedy answer and one sample beside the baselines;
+  the ground truth passes its own checks, and greedy answers do not depend on the seed."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from mgpt_jax.eval import semantic_eval  # pylint: disable=g-import-not-at-top
+  out, _ = synth
+  items = S.semantic_items
+
+  def short_captions(*args, **kwargs):  # the tiny bundle's encoder takes 48 character pieces
+    found = items(*args, **kwargs)
+    found[:] = [dataclasses.replace(item, caption=item.caption[:20]) for item in found]
+    return found
+
+  monkeypatch.setattr(S, "semantic_items", short_captions)
+  system = tiny_system[3]
+  runs = [semantic_eval.evaluate_bundle("unused", out, "all", seed=seed, system=system,
+                                        progress=False) for seed in (0, 1)]
+  scores = runs[0]["scores"]
+  assert list(scores) == ["generated", "sampled", "caption retrieval", "tokenizer round trip",
+                          "ground truth"]
+  assert scores["ground truth"]["mean_accuracy"] >= 0.9
+  assert runs[0]["scores"]["generated"] == runs[1]["scores"]["generated"]
+  assert "sampled" in runs[0]["table"].splitlines()[0]

@@ -121,3 +121,19 @@ def test_loss_kinds_and_root_term():
     np.testing.assert_allclose(value, feature + 2.0 * root, rtol=1e-6)  # RIC dims untouched
   with pytest.raises(ValueError, match="kind='l3'"):
     ReconstructionLoss(kind="l3")
+
+
+def test_path_and_delta_terms():
+  """A velocity bias of 1 held over 4 frames: the path ends 1 off (errors 1/4, 2/4, 3/4, 1 on
+  one of its 3 dims); a frame-to-frame change missing from one frame: two differences off."""
+  target = jnp.zeros((1, 4, 263))
+  biased = target.at[..., 2].set(1.0)
+  _, terms = ReconstructionLoss(kind="l2", lambda_path=1.0)(biased, target, jnp.array(0.0))
+  np.testing.assert_allclose(terms["loss_path"], (1 + 4 + 9 + 16) / 16 / 12, rtol=1e-6)
+  np.testing.assert_allclose(terms["loss_delta"], 0.0, atol=1e-9)  # a constant has no change
+  spike = target.at[:, 1, 10].set(2.0)
+  value, terms = ReconstructionLoss(1.0, 0.0, 0.0, kind="l2", lambda_delta=3.0)(
+      spike, target, jnp.array(0.0))
+  np.testing.assert_allclose(terms["loss_delta"], 2 * 4.0 / (3 * 263), rtol=1e-6)
+  np.testing.assert_allclose(terms["loss_path"], 0.0, atol=1e-9)  # dim 10 is not the root's
+  np.testing.assert_allclose(value, 4.0 / (4 * 263) + 3.0 * terms["loss_delta"], rtol=1e-6)

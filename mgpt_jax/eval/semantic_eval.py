@@ -1,11 +1,14 @@
 """`mgpt eval --task semantic`: does a generated motion do what its caption says?
 
 On a synthetic dataset (its `synthetic_actions.jsonl` holds the ground truth) every
-single-action caption of the split is answered four ways and scored by the same checks
-(`eval.semantic`): the bundle's generation, the caption-retrieval baseline (the training
-motion with the most similar caption), the ground truth through the bundle's tokenizer (the
-best any generated answer can do) and the ground-truth motion itself (how far the checks can
-be trusted).
+single-action caption of the split is answered five ways and scored by the same checks
+(`eval.semantic`): the bundle's greedy answer ("generated": the model's most likely motion,
+what the question "does it do what it was asked" is about), one sample as the reference's T2M
+protocol draws it (top-k 50, temperature 1: "sampled"; a draw can land on a less likely count
+or direction, which is what FID and diversity want of it), the caption-retrieval baseline (the
+training motion with the most similar caption), the ground truth through the bundle's tokenizer
+(the best any generated answer can do) and the ground-truth motion itself (how far the checks
+can be trusted).
 """
 from __future__ import annotations
 
@@ -35,19 +38,21 @@ def evaluate_bundle(bundle_dir: str, data_dir: str, split: str = "test", seed: i
   data = formats.MotionDataset(data_dir, skeleton)
   fps = data.skeleton.fps
   texts = [item.caption for item in items]
-  generated = []
-  bar = tqdm(total=len(texts), desc="semantic", unit="caption", disable=not progress)
+  answers = {"generated": [], "sampled": []}
+  bar = tqdm(total=2 * len(texts), desc="semantic", unit="caption", disable=not progress)
   for i in range(0, len(texts), batch_size):
     chunk = texts[i:i + batch_size]
-    generated += [features_to_joints(f) for f, _ in system.text_to_motion(chunk, seed=seed + i)]
-    bar.update(len(chunk))
+    for name, chunk_seed in (("generated", None), ("sampled", seed + i)):
+      answers[name] += [features_to_joints(f)
+                        for f, _ in system.text_to_motion(chunk, seed=chunk_seed)]
+      bar.update(len(chunk))
   bar.close()
   retrieved = [features_to_joints(m) for m in CaptionRetriever(data, "train").motions(texts)]
   truth = [semantic.item_joints(data_dir, item) for item in items]
   # The ceiling of any generated answer: the checks on the tokenizer's own reconstruction.
   clips = [data.features(item.motion_id)[item.frames[0]:item.frames[1]] for item in items]
   round_trip = [features_to_joints(f) for f in system.decode_codes(system.motions_codes(clips))]
-  scores = {"generated": semantic.score(items, generated, fps),
+  scores = {**{name: semantic.score(items, joints, fps) for name, joints in answers.items()},
             "caption retrieval": semantic.score(items, retrieved, fps),
             "tokenizer round trip": semantic.score(items, round_trip, fps),
             "ground truth": semantic.score(items, truth, fps)}

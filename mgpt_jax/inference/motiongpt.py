@@ -341,11 +341,13 @@ class MotionGPT:
 
   # ---------------------------------------------------------------------- tasks
 
-  def text_to_motion(self, texts: Sequence[str], seed: int = 0, max_length: int | None = None,
+  def text_to_motion(self, texts: Sequence[str], seed: int | None = 0,
+                     max_length: int | None = None,
                      top_k: int = 50, temperature: float = 1.0, seconds: float | None = None
                      ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(features (4L, D) in dataset units, codes (L,)) per text; sampled as the reference
-    (top-k 50, temperature 1); an answer without a motion span gives codes [0].
+    (top-k 50, temperature 1), greedy with seed None; an answer without a motion span gives
+    codes [0].
 
     seconds: a motion of that length, beyond the 196 training frames if asked: the text's
     motion is continued with the prediction task from its last CHAIN_PREFIX_CODES codes until

@@ -1,5 +1,6 @@
 """Stage-1 loss: a distance on all features + lambda_vel * the same distance on the RIC joint
-positions (+ lambda_root * on the 4 root dims) + lambda_commit * commitment. The distance is
+positions (+ lambda_root * on the 4 root dims, + lambda_path * on the root's path, + lambda_delta *
+on the frame-to-frame change of all features) + lambda_commit * commitment. The distance is
 SmoothL1 as in the reference, or L2 / L1 (`kind`, T2M-GPT's `--recons-loss`). The "velocity"
 term of the reference is applied to the RIC positions (dims 4 : 4 + 3(J-1)), exactly as T2M-GPT
 does; it works for any joint count (the MotionGPT code raises for KIT's 251-d features)."""
@@ -32,6 +33,13 @@ def l1(prediction, target):
 
 KINDS = {"l1_smooth": smooth_l1, "l2": l2, "l1": l1}
 ROOT = slice(0, 4)  # root facing velocity, xz velocity, height: the same for every skeleton
+ROOT_VELOCITY = slice(0, 3)  # facing and xz velocity: integrated over time, the root's path
+
+
+def path(features):
+  """The root's path through the window: cumulative facing and xz velocity (B, T, 3), over T so
+  that a bias of one unit held for the whole window ends at 1."""
+  return jnp.cumsum(features[..., ROOT_VELOCITY], axis=-2) / features.shape[-2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +53,12 @@ class ReconstructionLoss:
   lambda_commit: float = 0.02
   kind: str = "l1_smooth"
   lambda_root: float = 0.0
+  # A small bias in the decoded velocity is invisible frame by frame but, summed over a clip,
+  # moves a jump in place forwards: this term weighs the error of the integrated path.
+  lambda_path: float = 0.0
+  # A fast small sway decoded as its mean over phases comes back damped; the change from frame
+  # to frame keeps its amplitude in the loss.
+  lambda_delta: float = 0.0
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -56,7 +70,10 @@ class ReconstructionLoss:
     feature = distance(reconstruction, target)
     velocity = distance(reconstruction[..., ric], target[..., ric])
     root = distance(reconstruction[..., ROOT], target[..., ROOT])
+    drift = distance(path(reconstruction), path(target))
+    delta = distance(jnp.diff(reconstruction, axis=-2), jnp.diff(target, axis=-2))
     loss = (self.lambda_feature * feature + self.lambda_velocity * velocity
-            + self.lambda_root * root + self.lambda_commit * commit_loss)
+            + self.lambda_root * root + self.lambda_path * drift + self.lambda_delta * delta
+            + self.lambda_commit * commit_loss)
     return loss, {"loss_feature": feature, "loss_ric": velocity, "loss_root": root,
-                  "loss_commit": commit_loss}
+                  "loss_path": drift, "loss_delta": delta, "loss_commit": commit_loss}
