@@ -128,12 +128,15 @@ def test_path_and_delta_terms():
   one of its 3 dims); a frame-to-frame change missing from one frame: two differences off."""
   target = jnp.zeros((1, 4, 263))
   biased = target.at[..., 2].set(1.0)
-  _, terms = ReconstructionLoss(kind="l2", lambda_path=1.0)(biased, target, jnp.array(0.0))
+  _, terms = ReconstructionLoss(kind="l2", lambda_path=1.0, lambda_delta=1.0)(
+      biased, target, jnp.array(0.0))
   np.testing.assert_allclose(terms["loss_path"], (1 + 4 + 9 + 16) / 16 / 12, rtol=1e-6)
   np.testing.assert_allclose(terms["loss_delta"], 0.0, atol=1e-9)  # a constant has no change
   spike = target.at[:, 1, 10].set(2.0)
-  value, terms = ReconstructionLoss(1.0, 0.0, 0.0, kind="l2", lambda_delta=3.0)(
+  value, terms = ReconstructionLoss(1.0, 0.0, 0.0, kind="l2", lambda_path=2.0, lambda_delta=3.0)(
       spike, target, jnp.array(0.0))
   np.testing.assert_allclose(terms["loss_delta"], 2 * 4.0 / (3 * 263), rtol=1e-6)
   np.testing.assert_allclose(terms["loss_path"], 0.0, atol=1e-9)  # dim 10 is not the root's
   np.testing.assert_allclose(value, 4.0 / (4 * 263) + 3.0 * terms["loss_delta"], rtol=1e-6)
+  _, unweighed = ReconstructionLoss(kind="l2")(spike, target, jnp.array(0.0))
+  assert "loss_path" not in unweighed and "loss_delta" not in unweighed

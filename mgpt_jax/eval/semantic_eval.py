@@ -2,13 +2,13 @@
 
 On a synthetic dataset (its `synthetic_actions.jsonl` holds the ground truth) every
 single-action caption of the split is answered five ways and scored by the same checks
-(`eval.semantic`): the bundle's greedy answer ("generated": the model's most likely motion,
-what the question "does it do what it was asked" is about), one sample as the reference's T2M
-protocol draws it (top-k 50, temperature 1: "sampled"; a draw can land on a less likely count
-or direction, which is what FID and diversity want of it), the caption-retrieval baseline (the
-training motion with the most similar caption), the ground truth through the bundle's tokenizer
-(the best any generated answer can do) and the ground-truth motion itself (how far the checks
-can be trusted).
+(`eval.semantic`): one sample of the bundle as the reference's T2M protocol draws it (top-k 50,
+temperature 1: "generated"), the bundle's greedy answer (its most likely motion: "greedy"), the
+caption-retrieval baseline (the training motion with the most similar caption), the ground truth
+through the bundle's tokenizer (the best any generated answer can do) and the ground-truth motion
+itself (how far the checks can be trusted). Which of the two answers scores higher depends on the
+model: greedy gained 0.09 on a full-preset model and lost 0.13 on a default-preset one (README:
+the main job).
 """
 from __future__ import annotations
 
@@ -38,11 +38,11 @@ def evaluate_bundle(bundle_dir: str, data_dir: str, split: str = "test", seed: i
   data = formats.MotionDataset(data_dir, skeleton)
   fps = data.skeleton.fps
   texts = [item.caption for item in items]
-  answers = {"generated": [], "sampled": []}
+  answers = {"generated": [], "greedy": []}
   bar = tqdm(total=2 * len(texts), desc="semantic", unit="caption", disable=not progress)
   for i in range(0, len(texts), batch_size):
     chunk = texts[i:i + batch_size]
-    for name, chunk_seed in (("generated", None), ("sampled", seed + i)):
+    for name, chunk_seed in (("generated", seed + i), ("greedy", None)):
       answers[name] += [features_to_joints(f)
                         for f, _ in system.text_to_motion(chunk, seed=chunk_seed)]
       bar.update(len(chunk))

@@ -70,10 +70,16 @@ class ReconstructionLoss:
     feature = distance(reconstruction, target)
     velocity = distance(reconstruction[..., ric], target[..., ric])
     root = distance(reconstruction[..., ROOT], target[..., ROOT])
-    drift = distance(path(reconstruction), path(target))
-    delta = distance(jnp.diff(reconstruction, axis=-2), jnp.diff(target, axis=-2))
     loss = (self.lambda_feature * feature + self.lambda_velocity * velocity
-            + self.lambda_root * root + self.lambda_path * drift + self.lambda_delta * delta
-            + self.lambda_commit * commit_loss)
-    return loss, {"loss_feature": feature, "loss_ric": velocity, "loss_root": root,
-                  "loss_path": drift, "loss_delta": delta, "loss_commit": commit_loss}
+            + self.lambda_root * root + self.lambda_commit * commit_loss)
+    terms = {"loss_feature": feature, "loss_ric": velocity, "loss_root": root,
+             "loss_commit": commit_loss}
+    # Traced only when weighed, so that a recipe without them compiles the step it did before.
+    if self.lambda_path:
+      terms["loss_path"] = distance(path(reconstruction), path(target))
+      loss += self.lambda_path * terms["loss_path"]
+    if self.lambda_delta:
+      terms["loss_delta"] = distance(jnp.diff(reconstruction, axis=-2),
+                                     jnp.diff(target, axis=-2))
+      loss += self.lambda_delta * terms["loss_delta"]
+    return loss, terms
