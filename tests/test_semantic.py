@@ -201,8 +201,8 @@ def test_errors_name_the_problem(tmp_path):
 
 
 def test_bundle_is_scored_greedy_and_sampled(synth, tiny_system, monkeypatch):
-  """`mgpt eval --task semantic` scores one sample and the greedy answer beside the baselines;
-  the ground truth passes its own checks, and greedy answers do not depend on the seed."""
+  """`mgpt eval --task semantic` scores one sample (seeded per chunk) and the greedy answer
+  (seed None) beside the baselines, and the ground truth passes its own checks."""
   import dataclasses  # pylint: disable=g-import-not-at-top
   from mgpt_jax.eval import semantic_eval  # pylint: disable=g-import-not-at-top
   out, _ = synth
@@ -213,13 +213,23 @@ def test_bundle_is_scored_greedy_and_sampled(synth, tiny_system, monkeypatch):
     found[:] = [dataclasses.replace(item, caption=item.caption[:20]) for item in found]
     return found
 
-  monkeypatch.setattr(S, "semantic_items", short_captions)
   system = tiny_system[3]
-  runs = [semantic_eval.evaluate_bundle("unused", out, "all", seed=seed, system=system,
-                                        progress=False) for seed in (0, 1)]
-  scores = runs[0]["scores"]
+  seeds = []
+  answer = system.text_to_motion
+
+  def recorded(texts, seed=0, **kwargs):
+    seeds.append(seed)
+    return answer(texts, seed=seed, **kwargs)
+
+  monkeypatch.setattr(S, "semantic_items", short_captions)
+  monkeypatch.setattr(system, "text_to_motion", recorded)
+  record = semantic_eval.evaluate_bundle("unused", out, "all", seed=5, system=system,
+                                         batch_size=4, progress=False)
+  n = record["items"]
+  assert n > 4 and seeds == [x for i in range(0, n, 4) for x in (5 + i, None)]
+  scores = record["scores"]
   assert list(scores) == ["generated", "greedy", "caption retrieval", "tokenizer round trip",
                           "ground truth"]
+  assert all(scores[name]["items"] == n for name in scores)
   assert scores["ground truth"]["mean_accuracy"] >= 0.9
-  assert runs[0]["scores"]["greedy"] == runs[1]["scores"]["greedy"]
-  assert "greedy" in runs[0]["table"].splitlines()[0]
+  assert "greedy" in record["table"].splitlines()[0]
