@@ -160,7 +160,7 @@ def cmd_eval(args) -> int:
   if args.task == "semantic":
     from mgpt_jax.eval import semantic_eval  # pylint: disable=g-import-not-at-top
     record = semantic_eval.evaluate_bundle(args.bundle, args.data, args.split, args.seed,
-                                           out_json=out)
+                                           out_json=out, beam=args.beam)
   else:
     settings = tasks.Settings(mm_texts=args.mm_texts, mm_repeats=args.mm_repeats,
                               mm_times=min(10, args.mm_repeats), batch_size=args.batch_size,
@@ -401,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--bert-score-model", default=None, help="a local model for BERTScore")
   p.add_argument("--spacy-model", default=None,
                  help="tag generated captions with spaCy (default: the dataset's own lexicon)")
+  p.add_argument("--beam", action="store_true",
+                 help="semantic: also answer each caption with the bundle's beam search")
   p.set_defaults(func=cmd_eval)
 
   evaluator = commands.add_parser("evaluator", help="the T2M text-motion matching evaluator")

@@ -30,7 +30,6 @@ EVAL_TASKS = ("t2m", "m2t", "pred", "inbetween", "recon")
 # The language-model recipe of stages 2 and 3 (model size, rates, lengths, mixture weights) is
 # a gin file like any other run's; the quickstart only sets data, run directory and steps.
 LM_RECIPE = "gin/recipes/synthetic_mini.gin"
-TOKENIZER_RECIPE = "gin/recipes/synthetic_tokenizer.gin"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +43,8 @@ class Preset:
   mm_texts: int
   mm_repeats: int
   eval_entries: int | None  # an even spread over the length-sorted test entries; None: all
+  tokenizer_recipe: str = "gin/recipes/synthetic_tokenizer.gin"
+  semantic_beam: bool = False  # beam search as a third answer of the semantic checks
 
 
 PRESETS = {
@@ -55,7 +56,8 @@ PRESETS = {
     # full preset). With 3,000 motions stage 3's validation loss rose after 150 steps.
     "full": Preset(num_motions=6000, tokenizer_steps=3000, pretrain_steps=2000,
                    instruct_steps=2000, evaluator_steps=3000, replications=5, mm_texts=20,
-                   mm_repeats=10, eval_entries=1024),
+                   mm_repeats=10, eval_entries=1024,
+                   tokenizer_recipe="gin/recipes/synthetic_tokenizer_full.gin", semantic_beam=True),
 }
 
 
@@ -151,9 +153,9 @@ def run(out: str, preset: str = "default", seed: int = 0, **overrides) -> int:
   for split, info in builder.info.splits.items():
     print(f"{split}: {info.num_examples} examples")
 
-  clock.step(4, f"stage 1: motion tokenizer ({TOKENIZER_RECIPE})")
+  clock.step(4, f"stage 1: motion tokenizer ({settings.tokenizer_recipe})")
   summary = _train([
-      f"--gin_file={TOKENIZER_RECIPE}", f"--gin.MODEL_DIR='{tokenizer_dir}'",
+      f"--gin_file={settings.tokenizer_recipe}", f"--gin.MODEL_DIR='{tokenizer_dir}'",
       f"--gin.DATA_DIR='{data_dir}'", f"--gin.TRAIN_STEPS={settings.tokenizer_steps}",
       "--gin.runner.train.eval_at_start=True"])
   for step, results in sorted(summary["eval"].items()):
@@ -214,7 +216,8 @@ def run(out: str, preset: str = "default", seed: int = 0, **overrides) -> int:
   semantic_json = os.path.join(eval_dir, "semantic.json")
   try:
     record = _saved(semantic_json) or semantic_eval.evaluate_bundle(
-        bundle_dir, data_dir, seed=seed, out_json=semantic_json, system=system)
+        bundle_dir, data_dir, seed=seed, out_json=semantic_json, system=system,
+        beam=settings.semantic_beam)
     print(record["table"])
     tables.append(("Semantic accuracy (single-action test captions)", record["table"]))
   except formats.MotionDataError as e:  # a tiny test split may hold no single-action caption

@@ -12,6 +12,7 @@ from mgpt_jax.data import features as F
 from mgpt_jax.data import formats
 from mgpt_jax.data.skeletons import HUMANML3D, KIT
 from mgpt_jax.data.synthetic import ACTION_NAMES, SIDECAR, generate_motion, write_dataset
+from mgpt_jax.inference.motiongpt import T2M_PROMPT
 from mgpt_jax.data.synthetic.actions import sample_params
 from mgpt_jax.eval import semantic as S
 
@@ -200,9 +201,10 @@ def test_errors_name_the_problem(tmp_path):
     S.semantic_items(str(tmp_path))
 
 
-def test_bundle_is_scored_greedy_and_sampled(synth, tiny_system, monkeypatch):
-  """`mgpt eval --task semantic` scores one sample (seeded per chunk) and the greedy answer
-  (seed None) beside the baselines, and the ground truth passes its own checks."""
+def test_bundle_is_scored_sampled_greedy_and_beam(synth, tiny_system, monkeypatch):
+  """`mgpt eval --task semantic` scores one sample (seeded per chunk), the greedy answer (seed
+  None) and, when asked, beam search beside the baselines, and the ground truth passes its own
+  checks."""
   import dataclasses  # pylint: disable=g-import-not-at-top
   from mgpt_jax.eval import semantic_eval  # pylint: disable=g-import-not-at-top
   out, _ = synth
@@ -214,22 +216,39 @@ def test_bundle_is_scored_greedy_and_sampled(synth, tiny_system, monkeypatch):
     return found
 
   system = tiny_system[3]
-  seeds = []
+  asked = []
   answer = system.text_to_motion
 
-  def recorded(texts, seed=0, **kwargs):
-    seeds.append(seed)
-    return answer(texts, seed=seed, **kwargs)
+  def recorded(texts, seed=0, num_beams=None, **kwargs):
+    asked.append((seed, num_beams))
+    return answer(texts, seed=seed, num_beams=num_beams, **kwargs)
 
   monkeypatch.setattr(S, "semantic_items", short_captions)
   monkeypatch.setattr(system, "text_to_motion", recorded)
   record = semantic_eval.evaluate_bundle("unused", out, "all", seed=5, system=system,
-                                         batch_size=4, progress=False)
+                                         batch_size=4, progress=False, beam=True)
   n = record["items"]
-  assert n > 4 and seeds == [x for i in range(0, n, 4) for x in (5 + i, None)]
+  beams = int(system.config.get("num_beams", 4))
+  assert n > 4 and asked == [x for i in range(0, n, 4)
+                             for x in ((5 + i, None), (None, None), (0, beams))]
   scores = record["scores"]
-  assert list(scores) == ["generated", "greedy", "caption retrieval", "tokenizer round trip",
-                          "ground truth"]
+  assert list(scores) == ["generated", "greedy", "beam search", "caption retrieval",
+                          "tokenizer round trip", "ground truth"]
   assert all(scores[name]["items"] == n for name in scores)
   assert scores["ground truth"]["mean_accuracy"] >= 0.9
-  assert "greedy" in record["table"].splitlines()[0]
+  assert "beam search" in record["table"].splitlines()[0]
+  asked.clear()
+  record = semantic_eval.evaluate_bundle("unused", out, "all", seed=5, system=system,
+                                         batch_size=4, progress=False)
+  assert "beam search" not in record["scores"] and {b for _, b in asked} == {None}
+
+
+def test_beam_search_answer_is_the_bundles_beam(tiny_system):
+  """text_to_motion(num_beams=...) decodes the bundle's beam search, whatever the seed."""
+  system = tiny_system[3]
+  beams = int(system.config.get("num_beams", 4))
+  texts = ["a person walks", "a person jumps"]
+  ids = system.generate([T2M_PROMPT.format(t) for t in texts], 20, num_beams=beams)
+  got = system.text_to_motion(texts, seed=3, max_length=20, num_beams=beams)
+  for (_, codes), row in zip(got, ids):
+    np.testing.assert_array_equal(codes, system.answer_codes(row))

@@ -343,11 +343,11 @@ class MotionGPT:
 
   def text_to_motion(self, texts: Sequence[str], seed: int | None = 0,
                      max_length: int | None = None,
-                     top_k: int = 50, temperature: float = 1.0, seconds: float | None = None
-                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+                     top_k: int = 50, temperature: float = 1.0, seconds: float | None = None,
+                     num_beams: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """(features (4L, D) in dataset units, codes (L,)) per text; sampled as the reference
-    (top-k 50, temperature 1), greedy with seed None; an answer without a motion span gives
-    codes [0].
+    (top-k 50, temperature 1), greedy with seed None, beam search with num_beams (the
+    bundle's); an answer without a motion span gives codes [0].
 
     seconds: a motion of that length, beyond the 196 training frames if asked: the text's
     motion is continued with the prediction task from its last CHAIN_PREFIX_CODES codes until
@@ -356,7 +356,9 @@ class MotionGPT:
     max_length = max_length or int(self.config["max_decode_length"])
     prompts = [T2M_PROMPT.format(text) for text in texts]
     sampling = {"top_k": top_k, "temperature": temperature}
-    answers = self.generate(prompts, max_length, seed, **sampling)
+    if num_beams is not None:
+      seed = None  # beam search is deterministic; a continuation is then greedy
+    answers = self.generate(prompts, max_length, seed, num_beams=num_beams, **sampling)
     codes = [self.answer_codes(ids) for ids in answers]
     if seconds is not None:
       from mgpt_jax.inference import chain  # pylint: disable=g-import-not-at-top
