@@ -27,7 +27,9 @@ from mgpt_jax.training import distributed
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
 WORKER = os.path.join(TESTS, "multihost_worker.py")
-TIMEOUT_S = 600  # a guard against a hung worker, not a speed goal: beside other work a 2-core machine took over 240 s
+# A guard against a hung worker, not a speed goal: beside other work a 2-core machine took over
+# 240 s.
+TIMEOUT_S = 600
 # The data: a two-task stage-2 mixture (quick to build) on a small synthetic dataset.
 GLOBAL_BATCH = 8
 MIXTURE = "multihost_two_tasks"

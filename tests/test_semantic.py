@@ -12,9 +12,9 @@ from mgpt_jax.data import features as F
 from mgpt_jax.data import formats
 from mgpt_jax.data.skeletons import HUMANML3D, KIT
 from mgpt_jax.data.synthetic import ACTION_NAMES, SIDECAR, generate_motion, write_dataset
-from mgpt_jax.inference.motiongpt import T2M_PROMPT
 from mgpt_jax.data.synthetic.actions import sample_params
 from mgpt_jax.eval import semantic as S
+from mgpt_jax.inference.motiongpt import T2M_PROMPT
 
 SEED = 5
 PER_ACTION = 15
@@ -228,7 +228,7 @@ def test_bundle_is_scored_sampled_greedy_and_beam(synth, tiny_system, monkeypatc
   record = semantic_eval.evaluate_bundle("unused", out, "all", seed=5, system=system,
                                          batch_size=4, progress=False, beam=True)
   n = record["items"]
-  beams = int(system.config.get("num_beams", 4))
+  beams = system.num_beams
   assert n > 4 and asked == [x for i in range(0, n, 4)
                              for x in ((5 + i, None), (None, None), (0, beams))]
   scores = record["scores"]
@@ -246,9 +246,11 @@ def test_bundle_is_scored_sampled_greedy_and_beam(synth, tiny_system, monkeypatc
 def test_beam_search_answer_is_the_bundles_beam(tiny_system):
   """text_to_motion(num_beams=...) decodes the bundle's beam search, whatever the seed."""
   system = tiny_system[3]
-  beams = int(system.config.get("num_beams", 4))
+  beams = system.num_beams
   texts = ["a person walks", "a person jumps"]
   ids = system.generate([T2M_PROMPT.format(t) for t in texts], 20, num_beams=beams)
   got = system.text_to_motion(texts, seed=3, max_length=20, num_beams=beams)
   for (_, codes), row in zip(got, ids):
     np.testing.assert_array_equal(codes, system.answer_codes(row))
+  with pytest.raises(ValueError, match=f"exported with {beams} beams"):
+    system.text_to_motion(texts, max_length=20, num_beams=beams + 1)

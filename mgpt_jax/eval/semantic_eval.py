@@ -4,11 +4,11 @@ On a synthetic dataset (its `synthetic_actions.jsonl` holds the ground truth) ev
 single-action caption of the split is answered five ways (six with `beam`) and scored by the
 same checks (`eval.semantic`): one sample of the bundle as the reference's T2M protocol draws it
 (top-k 50, temperature 1: "generated"), the bundle's greedy answer (its most likely motion:
-"greedy"), with `beam` its beam search (the bundle's beams: "beam search"), the caption-retrieval baseline (the training motion with the most similar caption), the ground truth
-through the bundle's tokenizer (the best any generated answer can do) and the ground-truth motion
-itself (how far the checks can be trusted). Which of the two answers scores higher depends on the
-model: greedy gained 0.09 on a full-preset model and lost 0.13 on a default-preset one (README:
-the main job).
+"greedy"), with `beam` its beam search ("beam search"), the caption-retrieval baseline (the
+training motion with the most similar caption), the ground truth through the bundle's tokenizer
+(the best any generated answer can do) and the ground-truth motion itself (how far the checks can
+be trusted). Which decoding scores highest depends on the model: greedy gained 0.09 over the
+sample on a full-preset model and lost 0.13 on a default-preset one (README: the main job).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def evaluate_bundle(bundle_dir: str, data_dir: str, split: str = "test", seed: i
   texts = [item.caption for item in items]
   decodings = {"generated": lambda i: {"seed": seed + i}, "greedy": lambda i: {"seed": None}}
   if beam:
-    decodings["beam search"] = lambda i: {"num_beams": int(system.config.get("num_beams", 4))}
+    decodings["beam search"] = lambda i: {"num_beams": system.num_beams}
   answers = {name: [] for name in decodings}
   bar = tqdm(total=len(decodings) * len(texts), desc="semantic", unit="caption",
              disable=not progress)

@@ -201,6 +201,11 @@ class MotionGPT:
   def fps(self) -> float:
     return float(self.config["fps"])
 
+  @property
+  def num_beams(self) -> int:
+    """The beams its beam search was exported with (bundles before the field: 4)."""
+    return int(self.config.get("num_beams", 4))
+
   def compile_counts(self) -> dict[str, int]:
     """How many programs each exported function has compiled in this process."""
     return {name: fn._cache_size() for name, fn in self._fns.items()}  # pylint: disable=protected-access
@@ -281,9 +286,9 @@ class MotionGPT:
     if not 1 <= max_length <= limit:
       raise ValueError(f"max_length {max_length}: expected 1 <= max_length <= {limit}, the "
                        "decode length the bundle was exported with")
-    if num_beams is not None and num_beams != int(self.config.get("num_beams", 4)):
+    if num_beams is not None and num_beams != self.num_beams:
       raise ValueError(f"num_beams {num_beams}: the bundle was exported with "
-                       f"{self.config.get('num_beams', 4)} beams")
+                       f"{self.num_beams} beams")
     max_top_k = int(self.config.get("max_top_k", 256))
     if seed is not None and (temperature <= 0 or not 0 <= top_k <= max_top_k
                              or not 0 < top_p <= 1):
