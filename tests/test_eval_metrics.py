@@ -167,3 +167,26 @@ def test_trajectory_bad_inputs():
     TR.ade_fde(z, z, lengths=[6, 5])
   with pytest.raises(ValueError, match=r"lengths must be \(2,\)"):
     TR.ade_fde(z, z, lengths=[5, 5, 5])
+
+
+# ---------------------------------------------------------------- joint errors of the recon task
+
+def test_recon_joint_errors_batched_equal_each_clip_alone():
+  """The recon task scores clips of mixed lengths padded into one call; each clip's values
+  equal its own unpadded ones, and a hand case: a pure 2-unit shift of a 2-frame clip."""
+  from mgpt_jax.eval.metrics import joints as J
+  from mgpt_jax.eval.protocol.tasks import _joint_errors
+  rng = np.random.default_rng(0)
+  target = [rng.normal(size=(n, 22, 3)) for n in (7, 40, 70)]
+  predicted = [t + 0.1 * rng.normal(size=t.shape) for t in target]
+  shift = np.zeros((2, 22, 3))
+  shift[:, 1:, 0] = 1.0
+  target.append(shift)
+  predicted.append(shift + np.array([0.0, 0.0, 2.0]) * (np.arange(22) > 0)[None, :, None])
+  got = _joint_errors(predicted, target)
+  for i, (p, t) in enumerate(zip(predicted, target)):
+    np.testing.assert_allclose(got["mpjpe_mm"][i], J.mpjpe(p, t), rtol=1e-5)
+    np.testing.assert_allclose(got["pa_mpjpe_mm"][i], J.pa_mpjpe(p, t), rtol=1e-4, atol=1e-6)
+    if len(p) > 2:
+      np.testing.assert_allclose(got["accl_mm"][i], J.acceleration_error(p, t), rtol=1e-5)
+  assert got["mpjpe_mm"][3] == pytest.approx(2.0 * 21 / 22, rel=1e-6)  # 21 of 22 joints moved by 2

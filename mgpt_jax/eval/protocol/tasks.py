@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Protocol, Sequence
 
+import jax
 import numpy as np
 
 from mgpt_jax.data.features import features_to_joints
@@ -234,14 +235,31 @@ def recon(ctx: Context, samples, twins) -> dict:
         generated[i] = features
       ctx.progress(len(chunk))
   model, real, _, _ = _distribution(ctx, samples, twins, generated)
-  errors = {"mpjpe_mm": [], "pa_mpjpe_mm": [], "accl_mm": []}
-  for s, g in zip(samples, generated):
-    predicted, target = features_to_joints(g), features_to_joints(s.motion[:len(g)])
-    errors["mpjpe_mm"].append(float(joint_metrics.mpjpe(predicted, target)) * ctx.to_mm)
-    errors["pa_mpjpe_mm"].append(float(joint_metrics.pa_mpjpe(predicted, target)) * ctx.to_mm)
-    errors["accl_mm"].append(float(joint_metrics.acceleration_error(predicted, target)) * ctx.to_mm)
-  model.update({k: float(np.mean(v)) for k, v in errors.items()})
+  errors = _joint_errors([features_to_joints(g) for g in generated],
+                         [features_to_joints(s.motion[:len(g)]) for s, g in zip(samples, generated)])
+  model.update({k: float(np.mean(v)) * ctx.to_mm for k, v in errors.items()})
   return {"model": model, "real": real}
+
+
+def _joint_errors(predicted: Sequence[np.ndarray], target: Sequence[np.ndarray]) -> dict:
+  """Per-clip MPJPE, PA-MPJPE and acceleration error of (T_i, J, 3) pairs, in one compiled
+  call: clips are edge-padded to a multiple of 64 frames and masked (one eager call per
+  clip compiled each jnp op once per length: 40 of recon's 70 seconds)."""
+  length = -(-max(len(p) for p in predicted) // 64) * 64
+  def pad(clips):
+    return np.stack([np.pad(c, ((0, length - len(c)), (0, 0), (0, 0)), mode="edge")
+                     for c in clips]).astype(np.float32)
+  mask = np.arange(length)[None, :] < np.array([len(p) for p in predicted])[:, None]
+  values = _clip_errors(pad(predicted), pad(target), mask)
+  return {name: np.asarray(v) for name, v in zip(("mpjpe_mm", "pa_mpjpe_mm", "accl_mm"), values)}
+
+
+@jax.jit
+def _clip_errors(predicted, target, mask):
+  def one(p, t, m):
+    return (joint_metrics.mpjpe(p, t, m), joint_metrics.pa_mpjpe(p, t, m),
+            joint_metrics.acceleration_error(p, t, m))
+  return jax.vmap(one)(predicted, target, mask)
 
 
 RUNNERS = {"t2m": t2m, "m2t": m2t, "pred": pred, "inbetween": inbetween, "recon": recon}
