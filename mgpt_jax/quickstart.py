@@ -54,8 +54,8 @@ PRESETS = {
                       mm_repeats=10, eval_entries=256),
     # More data and longer training: under 90 minutes on 2 CPU cores (README: results of the
     # full preset). With 3,000 motions stage 3's validation loss rose after 150 steps.
-    "full": Preset(num_motions=6000, tokenizer_steps=3000, pretrain_steps=2000,
-                   instruct_steps=2000, evaluator_steps=3000, replications=5, mm_texts=20,
+    "full": Preset(num_motions=6000, tokenizer_steps=3000, pretrain_steps=2500,
+                   instruct_steps=2500, evaluator_steps=3000, replications=5, mm_texts=20,
                    mm_repeats=10, eval_entries=1024,
                    tokenizer_recipe="gin/recipes/synthetic_tokenizer_full.gin", semantic_beam=True),
 }

@@ -70,3 +70,23 @@ def test_initial_params_must_fit_the_model():
   del moved["encoder"]
   with pytest.raises(ValueError, match="missing"):
     trainer.init_state(moved)
+
+
+def test_compiler_options_reach_the_compiled_step():
+  """runner.train's compiler_options (gin: the CPU recipe's YNN setting) compile the step:
+  the LM recipe's option gives the same step as without it; an unknown one is refused."""
+  spec = {k: jax.ShapeDtypeStruct((16, 8), np.int32) for k in
+          ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens")}
+  batch = {k: v for k, v in CopyTask().batch(0).items() if k in spec}
+  model = EncoderDecoderModel(get_config("tiny", vocab_size=128))
+  losses = []
+  for options in (None, {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}):
+    trainer = Trainer(model, optimizers.adamw(1e-3), Partitioner((1, 1)), spec,
+                      compiler_options=options)
+    _, metrics = trainer.train_step(trainer.init_state(), batch)
+    losses.append(float(metrics["loss"]))
+  np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+  trainer = Trainer(model, optimizers.adamw(1e-3), Partitioner((1, 1)), spec,
+                    compiler_options={"xla_no_such_option": "1"})
+  with pytest.raises(Exception, match="xla_no_such_option"):
+    trainer.train_step(trainer.init_state(), batch)

@@ -62,7 +62,8 @@ def train(*, model, train_data, optimizer: optax.GradientTransformation,
           evaluator: Callable[[Any, dict, int], dict] | None = None,
           eval_at_start: bool = False, progress: bool = True,
           init_params: Callable[[], Any] | None = None,
-          microbatches: int = 1) -> tuple[TrainState, dict[str, Any]]:
+          microbatches: int = 1,
+          compiler_options: dict[str, str] | None = None) -> tuple[TrainState, dict[str, Any]]:
   """Trains `model` to `num_steps`, resuming from the latest checkpoint in model_dir.
 
   Returns the final state and a summary: the logged train metrics per step and
@@ -74,17 +75,18 @@ def train(*, model, train_data, optimizer: optax.GradientTransformation,
   with run_lock.locked(model_dir):
     return _train(model, train_data, optimizer, model_dir, num_steps, partitioner, seed,
                   checkpoint_every, keep_checkpoints, log_every, eval_every, evaluator,
-                  eval_at_start, progress, init_params, microbatches)
+                  eval_at_start, progress, init_params, microbatches, compiler_options)
 
 
 def _train(model, train_data, optimizer, model_dir, num_steps, partitioner, seed,
            checkpoint_every, keep_checkpoints, log_every, eval_every, evaluator, eval_at_start,
-           progress, init_params, microbatches):
+           progress, init_params, microbatches, compiler_options):
   partitioner = partitioner or Partitioner()
   first = host_arrays(train_data.batch(0, jax.process_index(), jax.process_count()))
   batch_spec = {k: jax.ShapeDtypeStruct((v.shape[0] * jax.process_count(),) + v.shape[1:], v.dtype)
                 for k, v in first.items()}
-  trainer = Trainer(model, optimizer, partitioner, batch_spec, seed, microbatches)
+  trainer = Trainer(model, optimizer, partitioner, batch_spec, seed, microbatches,
+                    compiler_options)
   checkpoints = Checkpoints(model_dir, checkpoint_every, keep_checkpoints)
   state = None
   if checkpoints.latest_step() is not None:

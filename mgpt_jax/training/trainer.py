@@ -48,7 +48,7 @@ class Trainer:
 
   def __init__(self, model, optimizer: optax.GradientTransformation, partitioner: Partitioner,
                batch_spec: dict[str, jax.ShapeDtypeStruct], seed: int = 0,
-               microbatches: int = 1):
+               microbatches: int = 1, compiler_options: dict[str, str] | None = None):
     self.model = model
     self.optimizer = optimizer
     self.partitioner = partitioner
@@ -63,7 +63,8 @@ class Trainer:
     self._init_jit = jax.jit(self._init, out_shardings=self.state_shardings)
     self._step_jit = jax.jit(self._train_step, donate_argnums=(0,),
                              in_shardings=(self.state_shardings, self.batch_shardings),
-                             out_shardings=(self.state_shardings, partitioner.replicated))
+                             out_shardings=(self.state_shardings, partitioner.replicated),
+                             compiler_options=compiler_options)
 
   # ------------------------------------------------------------------ state
 
