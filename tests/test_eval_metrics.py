@@ -190,3 +190,20 @@ def test_recon_joint_errors_batched_equal_each_clip_alone():
     if len(p) > 2:
       np.testing.assert_allclose(got["accl_mm"][i], J.acceleration_error(p, t), rtol=1e-5)
   assert got["mpjpe_mm"][3] == pytest.approx(2.0 * 21 / 22, rel=1e-6)  # 21 of 22 joints moved by 2
+
+
+# ---------------------------------------------------------------- paired comparison
+
+def test_mcnemar_hand_cases_and_binomial_test():
+  from scipy import stats
+  from mgpt_jax.eval.metrics.paired import mcnemar
+  # 3 discordant items, all for a: p = 2 * (1/2)^3
+  assert mcnemar([1, 1, 1, 0, 1], [0, 0, 0, 0, 1]) == {"only_a": 3, "only_b": 0, "p": 0.25}
+  assert mcnemar([1, 0], [0, 1])["p"] == 1.0 and mcnemar([1, 1], [1, 1])["p"] == 1.0
+  a = [True] * 132 + [False] * 86 + [True] * 900
+  b = [False] * 132 + [True] * 86 + [True] * 900
+  got = mcnemar(a, b)
+  assert (got["only_a"], got["only_b"]) == (132, 86)
+  assert got["p"] == pytest.approx(stats.binomtest(86, 218, 0.5).pvalue, rel=1e-9)
+  with pytest.raises(ValueError, match="one per item"):
+    mcnemar([True], [True, False])

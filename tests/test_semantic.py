@@ -175,13 +175,16 @@ def test_score_and_table(synth):
   truth = [S.item_joints(out, item) for item in items]
   scores = S.score(items, truth, 20.0, "humanml3d")
   assert scores["items"] == len(items) and scores["mean_accuracy"] >= 0.9
+  assert len(scores["passed"]) == len(items)
+  assert np.mean(scores["passed"]) == pytest.approx(scores["accuracy"])
   for name, row in scores["actions"].items():
     assert row["accuracy"] >= 0.9 and set(row["attributes"]) == set(
         S.attributes(name, next(i.params for i in items if i.action == name)))
   shuffled = S.score(items, truth[1:] + truth[:1], 20.0, "humanml3d")
   assert shuffled["mean_accuracy"] < scores["mean_accuracy"]
   broken = [np.full_like(truth[0], np.nan)] + truth[1:]
-  assert S.score(items, broken, 20.0, "humanml3d")["unmeasurable"] == 1
+  broken_scores = S.score(items, broken, 20.0, "humanml3d")
+  assert broken_scores["unmeasurable"] == 1 and not broken_scores["passed"][0]
   table = S.format_table({"generated": shuffled, "ground truth": scores}, per_attribute=True)
   assert "ground truth" in table and "mean over actions" in table and "  direction" in table
   assert S.format_table(scores).splitlines()[0].split() == ["action", "n", "accuracy"]
@@ -237,6 +240,11 @@ def test_bundle_is_scored_sampled_greedy_and_beam(synth, tiny_system, monkeypatc
   assert all(scores[name]["items"] == n for name in scores)
   assert scores["ground truth"]["mean_accuracy"] >= 0.9
   assert "beam search" in record["table"].splitlines()[0]
+  for name, pair in record["paired_with_caption_retrieval"].items():  # caption by caption
+    ours, theirs = scores[name]["passed"], scores["caption retrieval"]["passed"]
+    assert len(ours) == n and pair["only_a"] - pair["only_b"] == sum(ours) - sum(theirs)
+    assert f"{name} vs caption retrieval: {pair['only_a']} captions" in record["table"]
+  assert set(record["paired_with_caption_retrieval"]) == {"generated", "greedy", "beam search"}
   asked.clear()
   record = semantic_eval.evaluate_bundle("unused", out, "all", seed=5, system=system,
                                          batch_size=4, progress=False)

@@ -23,6 +23,7 @@ from mgpt_jax.data import formats
 from mgpt_jax.data.features import features_to_joints
 from mgpt_jax.eval import semantic
 from mgpt_jax.eval.caption_retrieval import CaptionRetriever
+from mgpt_jax.eval.metrics.paired import mcnemar
 
 
 def evaluate_bundle(bundle_dir: str, data_dir: str, split: str = "test", seed: int = 0,
@@ -60,10 +61,17 @@ def evaluate_bundle(bundle_dir: str, data_dir: str, split: str = "test", seed: i
             "caption retrieval": semantic.score(items, retrieved, fps),
             "tokenizer round trip": semantic.score(items, round_trip, fps),
             "ground truth": semantic.score(items, truth, fps)}
+  # Does a decoding beat looking the caption up, beyond chance? Paired, caption by caption.
+  paired = {name: mcnemar(scores[name]["passed"], scores["caption retrieval"]["passed"])
+            for name in answers}
+  lines = [f"{name} vs caption retrieval: {c['only_a']} captions only {name} passes, "
+           f"{c['only_b']} only retrieval; exact McNemar p = {c['p']:.2g}"
+           for name, c in paired.items()]
   record = {"task": "semantic", "bundle": os.path.abspath(bundle_dir),
             "data": os.path.abspath(data_dir), "split": split, "seed": seed,
             "items": len(items), "skipped": dict(items.skipped), "scores": scores,
-            "table": semantic.format_table(scores), "notes": []}
+            "paired_with_caption_retrieval": paired,
+            "table": "\n".join([semantic.format_table(scores), ""] + lines), "notes": []}
   if out_json:
     atomic_io.write_text(out_json, json.dumps(record, indent=1, default=_plain) + "\n")
   return record
