@@ -422,12 +422,13 @@ def check(action: str, params: Mapping, joints: np.ndarray, fps: float,
 def score(items: Sequence[SemanticItem], motions: Sequence[np.ndarray], fps: float,
           skeleton: Skeleton | str | None = None) -> dict:
   """Per action: items, accuracy (all claims hold) and per-attribute accuracy; the mean over
-  actions ("mean_accuracy") and over items ("accuracy"); "passed": each item's verdict. A motion that cannot be measured
-  (NaN, too short, wrong joint count) fails all its claims and is counted in "unmeasurable"."""
+  actions ("mean_accuracy") and over items ("accuracy"); "passed": each item's verdict, in the
+  given order. A motion that cannot be measured (NaN, too short, wrong joint count) fails all its
+  claims and is counted in "unmeasurable"."""
   if len(items) != len(motions):
     raise ValueError(f"{len(items)} items but {len(motions)} motions: expected one motion per item")
   results: dict[str, list[dict]] = {}
-  passed: list[bool] = []  # per item, in the given order: for paired comparisons
+  passed: list[bool] = []
   unmeasurable = 0
   for item, joints in zip(items, motions):
     try:
@@ -441,11 +442,10 @@ def score(items: Sequence[SemanticItem], motions: Sequence[np.ndarray], fps: flo
   actions = {name: {"items": len(rows), "accuracy": float(np.mean([all(r.values()) for r in rows])),
                     "attributes": {a: float(np.mean([r[a] for r in rows])) for a in rows[0]}}
              for name, rows in results.items()}
-  accuracy = [all(r.values()) for rows in results.values() for r in rows]
   return {"actions": actions, "items": len(items), "unmeasurable": unmeasurable, "passed": passed,
           "mean_accuracy": float(np.mean([a["accuracy"] for a in actions.values()]))
                            if actions else float("nan"),
-          "accuracy": float(np.mean(accuracy)) if accuracy else float("nan")}
+          "accuracy": float(np.mean(passed)) if passed else float("nan")}
 
 
 def format_table(columns: Mapping[str, dict], per_attribute: bool = False) -> str:
