@@ -12,7 +12,8 @@ setup(
     # mgpt_jax/gin_paths.py in a checkout and in an installed package alike.
     packages=find_packages(include=["mgpt_jax", "mgpt_jax.*", "tasks", "tasks.*"]) + ["mgpt_jax.gin"],
     package_dir={"mgpt_jax.gin": "gin"},
-    package_data={"tasks": ["templates/*.json"], "mgpt_jax.gin": ["**/*.gin"]},
+    package_data={"tasks": ["templates/*.json"], "mgpt_jax.gin": ["**/*.gin"],
+                  "mgpt_jax.inference": ["kernels/*.cc"]},
     install_requires=[
         "jax>=0.7.1,<0.11",  # jax.set_mesh (training/partitioning.py)
         "flax>=0.10,<0.13",

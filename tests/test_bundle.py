@@ -176,8 +176,12 @@ def test_bfloat16_and_int8_bundles(system, reduced):
            for name, m in (("float32", model), ("bfloat16", half), ("int8", int8))}
   # A tiny model: its per-channel scales and float32 vectors weigh more than in real sizes (~0.25).
   assert sizes["int8"] < 0.4 * sizes["float32"] and sizes["bfloat16"] < 0.55 * sizes["float32"]
-  kernel = int8.lm_params["decoder"]["layers_0"]["mlp"]["wo"]["kernel"]
-  assert kernel["int8"].dtype == np.int8 and kernel["scale"].shape == (1, kernel["int8"].shape[1])
+  kernel = int8.lm_params["decoder"]["layers_0"]["mlp"]["wo"]["kernel"]  # (mlp, embed) as float
+  config = model.config["lm"]
+  assert kernel["int8"].dtype == np.int8 and kernel["int8"].shape == (config["emb_dim"],
+                                                                      config["mlp_dim"])
+  assert kernel["scale"].shape == (config["emb_dim"],)
+  assert int8.config["int8_kernel"] is True
   assert (int8.config["compute_dtype"], half.config["compute_dtype"]) == ("float32", "bfloat16")
   assert (model.min_rows, half.min_rows, int8.min_rows) == (1, 2, 1)
   one = half.generate(["Generate motion: a person walks"], MAX_DECODE)[0]  # padded to 2 rows

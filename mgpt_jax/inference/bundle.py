@@ -5,7 +5,8 @@
 
 The bundle holds
   lm_params.npz, vq_variables.npz    parameters (np.savez; bfloat16 as uint16 bits; int8 as
-                                     int8 + float32 scales per channel, see quantize.py)
+                                     int8 + float32 scales per channel, see quantize.py; on
+                                     CPU computed by the int8 kernel, int8_matmul.py)
   sentencepiece.model, vocabulary.json
   mean.npy, std.npy                  the stats the tokenizer was trained with
   config.json                        T5Config, VQConfig, dataset, fps, feature dim, lengths
@@ -40,7 +41,7 @@ import mgpt_jax
 from mgpt_jax import atomic_io
 from mgpt_jax.data import skeletons
 from mgpt_jax.inference import motiongpt as mg
-from mgpt_jax.inference import quantize
+from mgpt_jax.inference import int8_matmul, quantize
 from mgpt_jax.inference.lm_checkpoint import load_lm
 from mgpt_jax.inference.tokenize_dataset import Tokenizer
 from mgpt_jax.lm import decoding
@@ -49,9 +50,9 @@ from mgpt_jax.lm.t5 import Transformer
 from mgpt_jax.tokenizer.vqvae import MotionVQVAE
 
 DTYPES = ("float32", "bfloat16", "int8")
-# int8 is weight-only: stored as int8 (a quarter of the bytes), dequantized once per call and
-# computed in float32. XLA on CPU fuses no int8 -> float conversion into its dots, and bfloat16
-# compute was no faster for the model's shapes (README: inference benchmark) and agreed less.
+# int8 is weight-only: stored as int8 (a quarter of the bytes) and computed in float32, on CPU
+# by the int8 kernel (int8_matmul.py) from the int8 itself. bfloat16 compute was no faster for
+# the model's shapes (README: inference benchmark) and agreed less.
 COMPUTE_DTYPE = {"float32": "float32", "bfloat16": "bfloat16", "int8": "float32"}
 NUM_BEAMS = 4
 MAX_TOP_K = decoding.CANDIDATES
@@ -93,7 +94,8 @@ def _read_vocabulary(vocabulary_dir: str) -> tuple[str, dict]:
 
 
 def generation_functions(module: Transformer, max_decode_length: int, vocab_limit: int,
-                         quantized: bool = False, num_beams: int = NUM_BEAMS) -> dict:
+                         quantized: bool = False, num_beams: int = NUM_BEAMS,
+                         int8_kernel: bool = False) -> dict:
   """The plain functions exported for the LM, each a whole answer in one call.
 
     greedy(params, tokens, stop, min_length, forced) -> (answers (B, max_decode_length),
@@ -111,29 +113,33 @@ def generation_functions(module: Transformer, max_decode_length: int, vocab_limi
   past `vocab_limit` (rows padding the embedding table) are never chosen.
   """
   options = decoding.DecodeOptions(max_decode_length, vocab_limit=vocab_limit)
-  answer = lambda result: (result.tokens, result.lengths)
+  dtype = module.config.dtype
 
-  def prepare(params):
-    if not quantized:
-      return params
-    # Once per call, ahead of the loop: the barrier keeps XLA from fusing the dequantization
-    # into every step's dots.
-    return jax.lax.optimization_barrier(quantize.dequantize_tree(params, module.config.dtype))
+  def answer(options, params, tokens, *args, **kwargs):
+    if quantized and int8_kernel:  # every layer reads its int8 through the kernel, but the
+      # cross-attention keys and values, projected once per call straight from the kernels
+      params = quantize.dequantize_tree(params, dtype, where=lambda path: (
+          "encoder_decoder_attention" in path and path[-2] in ("key", "value")))
+      with quantize.int8_layers():
+        result = decoding.generate(module, options, params, tokens, *args, **kwargs)
+    else:
+      if quantized:  # once per call, ahead of the loop: the barrier keeps XLA from fusing
+        # the dequantization into every step's dots
+        params = jax.lax.optimization_barrier(quantize.dequantize_tree(params, dtype))
+      result = decoding.generate(module, options, params, tokens, *args, **kwargs)
+    return result.tokens, result.lengths
 
   def greedy(params, tokens, stop, min_length, forced):
-    return answer(decoding.generate(module, options, prepare(params), tokens, stop=stop,
-                                    min_length=min_length, forced=forced))
+    return answer(options, params, tokens, stop=stop, min_length=min_length, forced=forced)
 
   def sample(params, tokens, stop, min_length, forced, seeds, rows, temperature, top_k, top_p):
-    return answer(decoding.generate(
-        module, dataclasses.replace(options, method="sample"), prepare(params), tokens,
-        decoding.row_keys(seeds, rows), stop=stop, min_length=min_length,
-        temperature=temperature, top_k=top_k, top_p=top_p, forced=forced))
+    return answer(dataclasses.replace(options, method="sample"), params, tokens,
+                  decoding.row_keys(seeds, rows), stop=stop, min_length=min_length,
+                  temperature=temperature, top_k=top_k, top_p=top_p, forced=forced)
 
   def beam(params, tokens):
-    return answer(decoding.generate(
-        module, dataclasses.replace(options, method="beam", num_beams=num_beams),
-        prepare(params), tokens))
+    return answer(dataclasses.replace(options, method="beam", num_beams=num_beams), params,
+                  tokens)
 
   return {"greedy": greedy, "sample": sample, "beam": beam}
 
@@ -148,7 +154,10 @@ def vq_functions(module: MotionVQVAE):
 
 
 def _export(fn, platforms, *args) -> bytes:
-  return jax.export.export(jax.jit(fn), platforms=platforms)(*args).serialize()
+  # The int8 kernel is a custom call of this package, registered by MotionGPT.load.
+  allowed = [jax.export.DisabledSafetyCheck.custom_call(int8_matmul.TARGET)]
+  return jax.export.export(jax.jit(fn), platforms=platforms, disabled_checks=allowed)(
+      *args).serialize()
 
 
 def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "float32", *,
@@ -177,6 +186,10 @@ def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "f
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.bfloat16), params)
   elif dtype == "int8":
     params = quantize.quantize_tree(jax.device_get(params))
+  # int8 bundles for CPU compute through the int8 kernel; elsewhere, or where it cannot be
+  # built, they dequantize once per call and compute in float32 (config "int8_kernel").
+  targets = tuple(platforms or (jax.default_backend(),))
+  int8_kernel = dtype == "int8" and targets == ("cpu",) and int8_matmul.available()
   vq_config = tokenizer.module.config
 
   # Plain writes inside tmp: the swap of the whole directory is what is atomic.
@@ -195,11 +208,11 @@ def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "f
         "feature_dim": vq_config.nfeats, "frames_per_token": vq_config.frames_per_token,
         "dtype": dtype, "compute_dtype": compute, "max_input_length": max_input_length,
         "max_decode_length": max_decode_length, "num_beams": NUM_BEAMS,
-        "max_top_k": MAX_TOP_K, "vocab_size": vocab_size,
+        "max_top_k": MAX_TOP_K, "vocab_size": vocab_size, "int8_kernel": int8_kernel,
         "sources": {"tokenizer": os.path.abspath(tokenizer_dir), "tokenizer_step": tokenizer.step,
                     "lm": os.path.abspath(lm_dir)}})
     for name, blob in _exported(module, params, tokenizer, max_input_length, max_decode_length,
-                                vocab_size, dtype == "int8", platforms).items():
+                                vocab_size, dtype == "int8", platforms, int8_kernel).items():
       with open(os.path.join(tmp, mg.function_file(name)), "wb") as f:
         f.write(blob)
     _write_manifest(tmp)
@@ -207,14 +220,15 @@ def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "f
 
 
 def _exported(module, params, tokenizer, max_input_length, max_decode_length, vocab_size,
-              quantized, platforms):
+              quantized, platforms, int8_kernel):
   (b,) = jax.export.symbolic_shape("b")
   spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype)
   shapes = jax.tree.map(lambda x: spec(x.shape, x.dtype), params)
   tokens, rows = spec((b, max_input_length), jnp.int32), spec((b,), jnp.int32)
   forced = spec((b, max_decode_length), jnp.int32)
   scalar = lambda dtype: spec((), dtype)
-  lm = generation_functions(module, max_decode_length, vocab_size, quantized)
+  lm = generation_functions(module, max_decode_length, vocab_size, quantized,
+                            int8_kernel=int8_kernel)
   vq_encode, vq_decode = vq_functions(tokenizer.module)
   (vb, vl) = jax.export.symbolic_shape("b, l")  # VQ batch and length in tokens
   unit, dim = tokenizer.frames_per_token, tokenizer.module.config.nfeats

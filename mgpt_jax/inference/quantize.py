@@ -1,18 +1,28 @@
 """Weight-only int8 for the bundle's LM: each matrix as int8 with one float32 scale per channel.
 
     tree = quantize_tree(params)      # numpy; {"int8": q, "scale": s} in place of each matrix
-    params = dequantize_tree(tree)    # traced inside the exported functions, before the loop
+    params = dequantize_tree(tree)    # back to the model's float layout
+    with int8_layers():               # inside: DenseGeneral and Embed compute from the int8
+      module.apply({"params": tree}, ...)
 
 A channel is an output feature of a projection (the scale is max |w| over the contracted input
-axes / 127, symmetric, round to nearest) and a row of the embedding table. Vectors (layer-norm
-scales) and the small relative-position tables stay float32. The exported generation
-dequantizes once per call, ahead of its while loop, to the compute dtype (bundle.COMPUTE_DTYPE:
-float32): the bundle holds a quarter of the bytes; each step computes as float32 does.
+axes / 127, symmetric, round to nearest) and a row of the embedding table. q holds the output
+axes first and the contracted axes last, so that it is a row-major (N, K) matrix: the layout of
+the int8 kernel (int8_matmul.py), which streams one contiguous row per output. s has the
+output axes' shape. Vectors (layer-norm scales) and the small relative-position tables stay
+float32.
 """
 from __future__ import annotations
 
+import contextlib
+import math
+
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
+
+from mgpt_jax.inference import int8_matmul
+from mgpt_jax.lm import layers
 
 QUANTIZED_KEYS = ("int8", "scale")
 
@@ -23,6 +33,12 @@ def _contracted_axes(path: tuple[str, ...], ndim: int) -> tuple[int, ...]:
   if path[-2] == "out" and ndim == 3:  # attention output: (heads, kv, embed)
     return (0, 1)
   return (0,)  # (embed, ...) and (mlp, embed), (embed, vocab)
+
+
+def _outputs_first(path: tuple[str, ...], ndim: int) -> tuple[int, ...]:
+  """The permutation from a kernel's axes to q's: output axes, then contracted ones."""
+  contracted = _contracted_axes(path, ndim)
+  return tuple(a for a in range(ndim) if a not in contracted) + contracted
 
 
 def quantize_tree(params: dict, path: tuple[str, ...] = ()) -> dict:
@@ -36,10 +52,14 @@ def quantize_tree(params: dict, path: tuple[str, ...] = ()) -> dict:
     if w.ndim < 2 or "relpos_bias" in where:
       out[name] = w
       continue
-    axes = _contracted_axes(where, w.ndim)
-    scale = np.abs(w).max(axis=axes, keepdims=True) / 127.0
+    order = _outputs_first(where, w.ndim)
+    outputs = len(order) - len(_contracted_axes(where, w.ndim))
+    w = w.transpose(order)
+    contracted = tuple(range(outputs, w.ndim))
+    scale = np.abs(w).max(axis=contracted, keepdims=True) / 127.0
     scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    out[name] = {"int8": np.clip(np.rint(w / scale), -127, 127).astype(np.int8), "scale": scale}
+    q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+    out[name] = {"int8": q, "scale": scale.reshape(w.shape[:outputs])}
   return out
 
 
@@ -47,13 +67,59 @@ def is_quantized(node) -> bool:
   return isinstance(node, dict) and set(node) == set(QUANTIZED_KEYS)
 
 
-def dequantize_tree(tree: dict, dtype=jnp.float32) -> dict:
+def dequantize(node, path: tuple[str, ...], dtype=jnp.float32):
+  """The float matrix, in the model's layout, of one quantized node at `path`."""
+  q, scale = node["int8"], node["scale"]
+  w = q.astype(dtype) * scale.astype(dtype).reshape(scale.shape + (1,) * (q.ndim - scale.ndim))
+  return w.transpose(np.argsort(_outputs_first(path, q.ndim)))
+
+
+def dequantize_tree(tree: dict, dtype=jnp.float32, where=lambda path: True,
+                    path: tuple[str, ...] = ()) -> dict:
+  """Float matrices for the quantized nodes whose path satisfies `where` (default: all)."""
   out = {}
   for name, value in tree.items():
-    if is_quantized(value):
-      out[name] = value["int8"].astype(dtype) * value["scale"].astype(dtype)
-    elif isinstance(value, dict):
-      out[name] = dequantize_tree(value, dtype)
+    here = path + (name,)
+    if is_quantized(value) and where(here):
+      out[name] = dequantize(value, here, dtype)
+    elif isinstance(value, dict) and not is_quantized(value):
+      out[name] = dequantize_tree(value, dtype, where, here)
     else:
       out[name] = value
   return out
+
+
+def _int8_layer(next_fun, args, kwargs, context):
+  module, method = context.module, context.method_name
+  if isinstance(module, layers.DenseGeneral) and method == "__call__":
+    node = module.variables.get("params", {}).get("kernel")
+    if is_quantized(node):
+      x = args[0]
+      axes = sorted(a % x.ndim for a in np.atleast_1d(module.axis))
+      if axes != list(range(x.ndim - len(axes), x.ndim)):
+        raise ValueError(f"int8 DenseGeneral contracts axes {axes} of a rank-{x.ndim} input: "
+                         "expected the trailing ones")
+      lead = x.shape[:x.ndim - len(axes)]
+      features = node["int8"].shape[:node["scale"].ndim]
+      k = math.prod(x.shape[x.ndim - len(axes):])
+      y = int8_matmul.matmul(x.reshape(*lead, k), node["int8"].reshape(-1, k), node["scale"])
+      return y.reshape(*lead, *features).astype(module.dtype)
+  if isinstance(module, layers.Embed) and method in ("__call__", "attend"):
+    node = module.variables.get("params", {}).get("embedding")
+    if is_quantized(node):
+      q, scale = node["int8"], node["scale"]
+      if method == "attend":  # rows of the table are the outputs: already (N, K)
+        return int8_matmul.matmul(args[0], q, scale).astype(module.dtype)
+      ids = args[0].astype(jnp.int32)
+      rows = jnp.take(q, ids, axis=0).astype(jnp.float32) * jnp.take(scale, ids)[..., None]
+      return rows.astype(module.dtype)
+  return next_fun(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def int8_layers():
+  """Inside, DenseGeneral and Embed layers whose parameter is a quantized node compute from its
+  int8 through the kernel (int8_matmul.matmul) instead of a float copy; the network itself
+  knows nothing of it. Other parameters and layers are unchanged."""
+  with nn.intercept_methods(_int8_layer):
+    yield

@@ -1,0 +1,108 @@
+"""The int8 kernel (inference/int8_matmul.py), the quantized layout and the layers that use it."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mgpt_jax.inference import int8_matmul, quantize
+from mgpt_jax.lm.config import get_config
+from mgpt_jax.lm.t5 import Transformer
+
+needs_kernel = pytest.mark.skipif(not int8_matmul.available(),
+                                  reason="no C++ compiler to build the int8 kernel")
+
+
+def _reference(x, w, scale):
+  return x.astype(np.float64) @ (w.astype(np.float64) * scale[:, None]).T
+
+
+@needs_kernel
+@pytest.mark.parametrize("m,k,n", [(1, 5, 3), (1, 64, 200), (3, 17, 70), (5, 33, 128),
+                                   (13, 96, 40), (32, 64, 33)])
+def test_kernel_matches_the_dequantized_product(m, k, n):
+  # Every row-block size (8, 4, then 3/2/1) and the tails past 32 columns and 32 inputs.
+  rng = np.random.default_rng(m * k * n)
+  x = rng.standard_normal((m, k)).astype(np.float32)
+  w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+  scale = rng.random(n).astype(np.float32)
+  y = np.asarray(jax.jit(int8_matmul.matmul)(x, w, scale))
+  assert y.shape == (m, n) and y.dtype == np.float32
+  np.testing.assert_allclose(y, _reference(x, w, scale), rtol=1e-5, atol=1e-3)
+
+
+@needs_kernel
+def test_kernel_under_a_symbolic_batch_export():
+  (b,) = jax.export.symbolic_shape("b")
+  spec = jax.ShapeDtypeStruct
+  exported = jax.export.export(
+      jax.jit(int8_matmul.matmul), platforms=["cpu"],
+      disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(int8_matmul.TARGET)])(
+          spec((b, 3, 16), jnp.float32), spec((5, 16), jnp.int8), spec((5,), jnp.float32))
+  restored = jax.export.deserialize(exported.serialize())
+  rng = np.random.default_rng(0)
+  w, scale = rng.integers(-9, 9, (5, 16)).astype(np.int8), np.full(5, 0.5, np.float32)
+  for batch in (1, 4):
+    x = rng.standard_normal((batch, 3, 16)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(restored.call(x, w, scale)),
+                               _reference(x.reshape(-1, 16), w, scale).reshape(batch, 3, 5),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_a_missing_compiler_is_one_clear_error(monkeypatch, tmp_path):
+  monkeypatch.setattr(int8_matmul, "_registered", False)
+  monkeypatch.setenv("CXX", "no-such-compiler-xyz")
+  monkeypatch.setenv("MGPT_JAX_CACHE", str(tmp_path))
+  with pytest.raises(int8_matmul.KernelUnavailable, match="no-such-compiler-xyz"):
+    int8_matmul.register()
+  assert not int8_matmul.available()
+
+
+def _params(config):
+  tokens = jnp.ones((2, 6), jnp.int32)
+  return Transformer(config).init(jax.random.key(0), tokens, tokens, tokens,
+                                  enable_dropout=False)["params"]
+
+
+def test_quantized_layout_is_outputs_first_and_round_trips():
+  config = get_config("tiny", vocab_size=96, dropout_rate=0.0)
+  params = jax.device_get(_params(config))
+  tree = quantize.quantize_tree(params)
+  attention = params["decoder"]["layers_0"]["self_attention"]
+  query, out = attention["query"]["kernel"], attention["out"]["kernel"]  # (d, h, kv), (h, kv, d)
+  q_node = tree["decoder"]["layers_0"]["self_attention"]["query"]["kernel"]
+  o_node = tree["decoder"]["layers_0"]["self_attention"]["out"]["kernel"]
+  assert q_node["int8"].shape == query.shape[1:] + query.shape[:1]
+  assert q_node["scale"].shape == query.shape[1:]
+  assert o_node["int8"].shape == out.shape[2:] + out.shape[:2]
+  assert tree["token_embedder"]["embedding"]["int8"].shape == (96, config.emb_dim)
+  assert isinstance(tree["decoder"]["relpos_bias"]["rel_embedding"], np.ndarray)  # kept float
+  back = quantize.dequantize_tree(tree)
+  for (path, w), restored in zip(jax.tree_util.tree_flatten_with_path(params)[0],
+                                 jax.tree.leaves(back)):
+    assert restored.shape == w.shape, path
+    # Round to nearest: within half a step of the channel's scale, and far from exact zeros.
+    step = np.abs(w).max() / 127.0
+    assert np.abs(np.asarray(restored) - w).max() <= 0.5 * step + 1e-7, path
+
+
+@needs_kernel
+@pytest.mark.parametrize("tied", [False, True])
+def test_int8_layers_compute_what_the_dequantized_model_computes(tied):
+  config = get_config("tiny", vocab_size=96, dropout_rate=0.0, logits_via_embedding=tied)
+  module = Transformer(config)
+  tree = quantize.quantize_tree(jax.device_get(_params(config)))
+  rng = np.random.default_rng(1)
+  enc, dec = (jnp.asarray(rng.integers(2, 96, (3, n)), jnp.int32) for n in (7, 5))
+  apply = lambda params: module.apply({"params": params}, enc, dec, dec, enable_dropout=False)
+  expected = apply(quantize.dequantize_tree(tree))
+  with quantize.int8_layers():
+    lowered = jax.jit(apply).lower(tree)
+    got = jax.jit(apply)(tree)
+  # Every projection and the logits went through the kernel: 2 + 2 layers' attention (4 each),
+  # 2 cross (4), the gated MLPs (3 each), and the logits (dense or the tied table's attend).
+  calls = lowered.as_text().count(int8_matmul.TARGET)
+  assert calls == 2 * (4 + 3) + 2 * (4 + 4 + 3) + 1, calls
+  np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
+  # Outside the context the interceptor is gone: the quantized tree is not a float model.
+  with pytest.raises(Exception):
+    apply(tree)
