@@ -193,23 +193,27 @@ class MultiHeadAttention(nn.Module):
                         dtype=self.dtype, name="out")(out)
 
   def _self_cache(self, key, value, mask, bias):
+    # Heads-major (batch, heads, length, kv), the layout the attention's dots read: a cache kept
+    # as (batch, length, heads, kv) was transposed whole, keys and values, in every step.
     initialized = self.has_variable("cache", "cached_key")
-    cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
-    cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
+    heads_major = lambda x: x.transpose(0, 2, 1, 3)
+    shape = heads_major(key).shape
+    cached_key = self.variable("cache", "cached_key", jnp.zeros, shape, key.dtype)
+    cached_value = self.variable("cache", "cached_value", jnp.zeros, shape, value.dtype)
     index = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
-    if not initialized:  # the sizing call: (batch, max_length, heads, kv)
+    if not initialized:  # the sizing call: (batch, heads, max_length, kv)
       return key, value, mask, bias
     if key.shape[1] != 1:
       raise ValueError(f"decode=True takes one position per call, got {key.shape[1]}")
     i = index.value
-    key = jax.lax.dynamic_update_slice(cached_key.value, key, (0, i, 0, 0))
-    value = jax.lax.dynamic_update_slice(cached_value.value, value, (0, i, 0, 0))
+    key = jax.lax.dynamic_update_slice(cached_key.value, heads_major(key), (0, 0, i, 0))
+    value = jax.lax.dynamic_update_slice(cached_value.value, heads_major(value), (0, 0, i, 0))
     cached_key.value, cached_value.value, index.value = key, value, i + 1
-    step_mask = (jnp.arange(key.shape[1]) <= i)[None, None, None, :]
+    step_mask = (jnp.arange(key.shape[2]) <= i)[None, None, None, :]
     mask = step_mask if mask is None else jnp.logical_and(mask, step_mask)
     if bias is not None:  # the full (length x length) bias: keep this position's row
       bias = jax.lax.dynamic_slice_in_dim(bias, i, 1, axis=-2)
-    return key, value, mask, bias
+    return heads_major(key), heads_major(value), mask, bias
 
   def _cached_cross(self, encoded):
     cached_key = self.variable("cache", "cross_key")
