@@ -48,6 +48,7 @@ PROMPT, NEW_TOKENS = 32, 51
 # mini is the quickstart's model (gin/models/t5_mini.gin) with its vocabulary's rows; tiny has
 # the same rows.
 ROWS = {"tiny": 1152, "mini": 1152, "small": 32640, "base": 32640}
+BYTES = {"float32": 4.0, "bfloat16": 2.0, "int8": 1.0}  # per weight (int8's scales: < 1 %)
 GOALS = {("small", 1): "floor", ("base", 1): "floor", ("mini", 1): 20.0, ("mini", 32): 10.0}
 TEXTS = ["a person walks forward", "someone jumps up and down", "a man waves his left hand",
          "the person turns around slowly", "a woman kicks with her right foot"] * 4
@@ -185,7 +186,6 @@ def main():
       built = build(size, root, dtypes)
       hf, config = built["hf"], built["config"]
       limit = built["bundles"][dtypes[0]].vocab.vocab_size
-      step_bytes, encoder_bytes, flops = decoder_bytes_and_flops(built["weights"], 4.0)
       peers.append(f"{size}: {matmul_peers(config)}")
       print(peers[-1])
       for batch in (1, 32):
@@ -204,6 +204,8 @@ def main():
           seconds = median_time(ours, args.repeats)
           rate = batch * NEW_TOKENS / seconds
           fp32_rate = fp32_rate or rate
+          step_bytes, encoder_bytes, flops = decoder_bytes_and_flops(built["weights"],
+                                                                     BYTES[dtype])
           if batch == 1:
             floor = bandwidth / (step_bytes + encoder_bytes / NEW_TOKENS)
           else:
@@ -216,7 +218,7 @@ def main():
   for row in rows:
     print_row(*row)
   print("floor: batch 1 = bandwidth / weight bytes per token; batch 32 = matmul peak / FLOPs "
-        "per token (fp32 weight bytes for every dtype)")
+        "per token (each dtype's own weight bytes)")
   print("matrix products at batch 32, xla against torch (the batch-32 ratio's ceiling):")
   for line in peers:
     print("  " + line)
@@ -225,7 +227,8 @@ def main():
 def print_row(size, dtype, batch, rate, hf_rate, floor, same, vs_fp32):
   goal = GOALS.get((size, batch))
   if dtype == "int8" and batch == 1:
-    verdict = f">= 1.8x fp32, >= 95 % same: {'ok' if vs_fp32 >= 1.8 and same >= .95 else 'MISSED'}"
+    # Token agreement is measured on a trained model (tools/measure_quantization.py).
+    verdict = f">= 1.8x fp32: {'ok' if vs_fp32 >= 1.8 else 'MISSED'}"
   elif dtype != "float32":
     verdict = ""
   elif goal == "floor":
