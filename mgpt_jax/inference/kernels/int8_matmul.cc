@@ -20,6 +20,7 @@ namespace ffi = xla::ffi;
 namespace {
 
 constexpr int64_t kColumnsPerTask = 32;
+constexpr int64_t kParallelWork = 1 << 18;  // multiply-adds below which one thread does it all
 
 struct Work {
   const float* x;
@@ -102,7 +103,9 @@ ffi::Error Int8Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer
   s->k = xd[1];
   s->n = wd[0];
   s->tasks = (s->n + kColumnsPerTask - 1) / kColumnsPerTask;
-  const int64_t helpers = std::min<int64_t>(pool.num_threads(), s->tasks) - 1;
+  // Waking a pool thread costs more than a small product takes: those run on the caller.
+  const bool small = s->m * s->k * s->n < kParallelWork;
+  const int64_t helpers = small ? 0 : std::min<int64_t>(pool.num_threads(), s->tasks) - 1;
   for (int64_t i = 0; i < helpers; ++i) pool.Schedule([s] { Drain(*s); });
   Drain(*s);
   while (s->done.load(std::memory_order_acquire) < s->tasks) std::this_thread::yield();
