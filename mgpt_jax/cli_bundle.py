@@ -2,6 +2,7 @@
 inbetween, batch and demo. Thin, like the rest of the CLI (`mgpt_jax/cli.py` holds the parser)."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -27,6 +28,12 @@ def cmd_export(args) -> int:
   out = export_bundle(args.tokenizer_dir, args.lm_dir, args.out, dtype=args.dtype,
                       vocabulary_dir=args.vocabulary_dir, overwrite=args.overwrite)
   print(f"wrote the inference bundle {out}")
+  if args.dtype == "int8":
+    with open(os.path.join(out, "config.json"), encoding="utf-8") as f:
+      kernel = json.load(f)["int8_kernel"]
+    print("its LM computes from the int8 weights with the CPU kernel" if kernel else
+          "note: the int8 kernel could not be built here (a C++ compiler: g++ or $CXX), so the "
+          "bundle dequantizes its weights once per call")
   return 0
 
 

@@ -198,6 +198,29 @@ def test_bfloat16_and_int8_bundles(system, reduced):
     assert features.shape == (4 * len(codes), 263) and np.isfinite(features).all()
 
 
+def test_int8_without_the_kernel_dequantizes_per_call(system, reduced, tmp_path, monkeypatch,
+                                                     capsys):
+  from mgpt_jax import cli
+  from mgpt_jax.inference import int8_matmul
+  tokenizer_dir, lm_dir, _, _ = system
+  monkeypatch.setattr(int8_matmul, "available", lambda: False)  # as with no C++ compiler
+  out = str(tmp_path / "int8_plain")
+  assert cli.main(["export", "--tokenizer-dir", tokenizer_dir, "--lm-dir", lm_dir, "--out", out,
+                   "--dtype", "int8"]) == 0
+  assert "could not be built" in capsys.readouterr().out
+  plain = mg.MotionGPT.load(out)
+  assert plain.config["int8_kernel"] is False
+  text = plain.exported["generate_greedy"].mlir_module()
+  assert int8_matmul.TARGET not in text
+  assert int8_matmul.TARGET in reduced["int8"].exported["generate_greedy"].mlir_module()
+  # The same weights either way; float sums in another order may flip a near-tie, not more.
+  prompts = [f"Generate motion: {t}" for t in TEXTS[:4]]
+  ours, theirs = plain.generate(prompts, MAX_DECODE), reduced["int8"].generate(prompts,
+                                                                                MAX_DECODE)
+  first = [a[0] == b[0] for a, b in zip(ours, theirs)]
+  assert all(first), (ours, theirs)
+
+
 def test_thirty_seconds_by_chained_generation(system, tmp_path):
   from mgpt_jax.inference import chain
   model = system[3]
