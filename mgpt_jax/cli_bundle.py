@@ -25,11 +25,12 @@ def cmd_demo(args) -> int:
 
 def cmd_export(args) -> int:
   from mgpt_jax.inference.bundle import export_bundle  # pylint: disable=g-import-not-at-top
+  from mgpt_jax.inference.motiongpt import CONFIG  # pylint: disable=g-import-not-at-top
   out = export_bundle(args.tokenizer_dir, args.lm_dir, args.out, dtype=args.dtype,
                       vocabulary_dir=args.vocabulary_dir, overwrite=args.overwrite)
   print(f"wrote the inference bundle {out}")
   if args.dtype == "int8":
-    with open(os.path.join(out, "config.json"), encoding="utf-8") as f:
+    with open(os.path.join(out, CONFIG), encoding="utf-8") as f:
       kernel = json.load(f)["int8_kernel"]
     print("its LM computes from the int8 weights with the CPU kernel" if kernel else
           "note: the int8 kernel could not be built here (a C++ compiler: g++ or $CXX), so the "
