@@ -29,11 +29,13 @@ def cmd_export(args) -> int:
   out = export_bundle(args.tokenizer_dir, args.lm_dir, args.out, dtype=args.dtype,
                       vocabulary_dir=args.vocabulary_dir, overwrite=args.overwrite)
   print(f"wrote the inference bundle {out}")
-  if args.dtype == "int8":
-    with open(os.path.join(out, CONFIG), encoding="utf-8") as f:
-      kernel = json.load(f)["int8_kernel"]
-    print("its LM computes from the int8 weights with the CPU kernel" if kernel else
-          "note: the int8 kernel could not be built here (a C++ compiler: g++ or $CXX), so the "
+  with open(os.path.join(out, CONFIG), encoding="utf-8") as f:
+    kernels = json.load(f)["cpu_kernels"]
+  if kernels:
+    print("its LM computes its large matrices with the CPU kernels"
+          + (" from the int8 weights" if args.dtype == "int8" else ""))
+  elif args.dtype == "int8":
+    print("note: the CPU kernels could not be built here (a C++ compiler: g++ or $CXX), so the "
           "bundle dequantizes its weights once per call")
   return 0
 

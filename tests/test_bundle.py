@@ -181,7 +181,7 @@ def test_bfloat16_and_int8_bundles(system, reduced):
   assert kernel["int8"].dtype == np.int8 and kernel["int8"].shape == (config["emb_dim"],
                                                                       config["mlp_dim"])
   assert kernel["scale"].shape == (config["emb_dim"],)
-  assert int8.config["int8_kernel"] is True
+  assert int8.config["cpu_kernels"] is True and model.config["cpu_kernels"] is True
   assert (int8.config["compute_dtype"], half.config["compute_dtype"]) == ("float32", "bfloat16")
   assert (model.min_rows, half.min_rows, int8.min_rows) == (1, 2, 1)
   one = half.generate(["Generate motion: a person walks"], MAX_DECODE)[0]  # padded to 2 rows
@@ -201,18 +201,18 @@ def test_bfloat16_and_int8_bundles(system, reduced):
 def test_int8_without_the_kernel_dequantizes_per_call(system, reduced, tmp_path, monkeypatch,
                                                      capsys):
   from mgpt_jax import cli
-  from mgpt_jax.inference import int8_matmul
+  from mgpt_jax.inference import cpu_kernels
   tokenizer_dir, lm_dir, _, _ = system
-  monkeypatch.setattr(int8_matmul, "available", lambda: False)  # as with no C++ compiler
+  monkeypatch.setattr(cpu_kernels, "available", lambda: False)  # as with no C++ compiler
   out = str(tmp_path / "int8_plain")
   assert cli.main(["export", "--tokenizer-dir", tokenizer_dir, "--lm-dir", lm_dir, "--out", out,
                    "--dtype", "int8"]) == 0
   assert "could not be built" in capsys.readouterr().out
   plain = mg.MotionGPT.load(out)
-  assert plain.config["int8_kernel"] is False
+  assert plain.config["cpu_kernels"] is False
   text = plain.exported["generate_greedy"].mlir_module()
-  assert int8_matmul.TARGET not in text
-  assert int8_matmul.TARGET in reduced["int8"].exported["generate_greedy"].mlir_module()
+  assert cpu_kernels.INT8 not in text
+  assert cpu_kernels.INT8 in reduced["int8"].exported["generate_greedy"].mlir_module()
   # The same weights either way; float sums in another order may flip a near-tie, not more.
   prompts = [f"Generate motion: {t}" for t in TEXTS[:4]]
   ours, theirs = plain.generate(prompts, MAX_DECODE), reduced["int8"].generate(prompts,

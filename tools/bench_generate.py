@@ -19,7 +19,8 @@ Goals (issue 14, fp32): batch 1 >= 0.8 of the bandwidth floor for small and base
 int8 >= 1.8x float32 at batch 1 (its token agreement on a trained model:
 tools/measure_quantization.py; random weights here have near-ties everywhere).
 At batch 32 both sides are bound by their matrix products: each size also times its decoder's
-two largest products at 32 rows, XLA's against torch's, the ceiling of the batch-32 ratio.
+two largest products at 32 rows, XLA's dot, the bundle's panel kernel (float32 bundles on CPU
+compute their large matrices with it, kernel_layers.py) and torch.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ import numpy as np
 
 from bench_decode import median_time  # tools/, beside this script
 from mgpt_jax.data.stats import Normalizer
+from mgpt_jax.inference import cpu_kernels
 from mgpt_jax.inference import motiongpt as mg
 from mgpt_jax.inference.bundle import export_bundle
 from mgpt_jax.inference.lm_checkpoint import export_hf, save_lm
@@ -70,22 +72,43 @@ def matmul_peak(n: int = 2048) -> float:
 
 
 def matmul_peers(config, rows: int = 32) -> str:
-  """XLA's and torch's GFLOP/s for the decoder step's two largest products at `rows` rows."""
+  """GFLOP/s of the decoder step's two largest products at `rows` rows, each depending on the
+  one before as in a step: XLA's dot, the panel kernel (cpu_kernels.py) and torch."""
   import torch  # pylint: disable=g-import-not-at-top
   out = []
   for k, n in ((config.emb_dim, config.mlp_dim), (config.emb_dim, config.vocab_size)):
     rng = np.random.default_rng(0)
-    weights = [rng.standard_normal((k, n)).astype(np.float32) for _ in range(8)]  # > caches
+    weights = [rng.standard_normal((k, n)).astype(np.float32) / k for _ in range(8)]  # > caches
     x = np.ones((rows, k), np.float32)
-    chain = jax.jit(lambda x, ws: sum((x @ w).sum() for w in ws))
-    ws = [jnp.asarray(w) for w in weights]
-    xla = median_time(lambda: chain(x, ws).block_until_ready(), 5)
+
+    def chain(product):
+      def run(x, ws):
+        for w in ws:
+          x = x + 1e-3 * product(x, w).sum()
+        return x
+      return jax.jit(run)
+
+    seconds = {}
+    for name, product, ws in (
+        ("xla", jnp.matmul, [jnp.asarray(w) for w in weights]),
+        ("kernel", lambda x, p: cpu_kernels.panel_matmul(x, p, n),
+         [jnp.asarray(cpu_kernels.to_panels(w)) for w in weights])):
+      if name == "kernel" and not cpu_kernels.available():
+        continue
+      run = chain(product)
+      seconds[name] = median_time(lambda: run(x, ws).block_until_ready(), 5)
     tw, tx = [torch.from_numpy(w) for w in weights], torch.from_numpy(x)
+
+    def torch_chain():
+      y = tx
+      for w in tw:
+        y = y + 1e-3 * (y @ w).sum()
+      return y
     with torch.inference_mode():
-      theirs = median_time(lambda: sum((tx @ w).sum() for w in tw), 5)
+      seconds["torch"] = median_time(torch_chain, 5)
     flops = 2 * rows * k * n * len(weights)
-    out.append(f"({rows}x{k})x({k}x{n}): xla {flops / xla / 1e9:.0f}, torch "
-               f"{flops / theirs / 1e9:.0f} GFLOP/s ({theirs / xla:.2f}x)")
+    out.append(f"({rows}x{k})x({k}x{n}): " + ", ".join(
+        f"{name} {flops / t / 1e9:.0f}" for name, t in seconds.items()) + " GFLOP/s")
   return "; ".join(out)
 
 
@@ -219,7 +242,7 @@ def main():
     print_row(*row)
   print("floor: batch 1 = bandwidth / weight bytes per token; batch 32 = matmul peak / FLOPs "
         "per token (each dtype's own weight bytes)")
-  print("matrix products at batch 32, xla against torch (the batch-32 ratio's ceiling):")
+  print("matrix products at batch 32 (xla's dot, the panel kernel, torch):")
   for line in peers:
     print("  " + line)
 

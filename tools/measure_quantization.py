@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mgpt_jax.data import formats
-from mgpt_jax.inference import quantize
+from mgpt_jax.inference import kernel_layers, quantize
 from mgpt_jax.inference.bundle import export_bundle
 from mgpt_jax.inference.motiongpt import M2T_PROMPT, T2M_PROMPT, MotionGPT, read_tree
 from mgpt_jax.lm import motion_span
@@ -49,11 +49,13 @@ def teacher_forced_logits(system: MotionGPT, tokens: np.ndarray, answers: np.nda
   """(B, L, vocab) float32 logits of `answers` (B, L; 0-padded) under the bundle's parameters."""
   config = T5Config.from_dict(system.config["lm"])
   params = jax.tree.map(jnp.asarray, read_tree(os.path.join(system.bundle_dir, "lm_params.npz")))
-  kernel = system.config.get("int8_kernel", False)  # what the bundle serves: int8 through the
-  if system.config["dtype"] == "int8" and not kernel:  # kernel, or dequantized per call
+  # What the bundle serves: its large matrices through the CPU kernels (int8 as it is, float32
+  # as panels), or int8 dequantized per call.
+  kernel = system.config.get("cpu_kernels", system.config.get("int8_kernel", False))
+  if system.config["dtype"] == "int8" and not kernel:
     params = quantize.dequantize_tree(params, config.dtype)
   inputs = np.pad(answers[:, :-1], ((0, 0), (1, 0)))  # shifted right: PAD is the start token
-  with quantize.int8_layers() if kernel else contextlib.nullcontext():
+  with kernel_layers.kernel_layers() if kernel else contextlib.nullcontext():
     logits = Transformer(config).apply({"params": params}, tokens, inputs, answers,
                                        enable_dropout=False)
   return np.asarray(logits, np.float32)

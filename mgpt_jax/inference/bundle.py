@@ -6,7 +6,8 @@
 The bundle holds
   lm_params.npz, vq_variables.npz    parameters (np.savez; bfloat16 as uint16 bits; int8 as
                                      int8 + float32 scales per channel, see quantize.py; on
-                                     CPU computed by the int8 kernel, int8_matmul.py)
+                                     CPU the LM's large matrices are read by the CPU kernels,
+                                     cpu_kernels.py: int8 as it is, float32 as panels)
   sentencepiece.model, vocabulary.json
   mean.npy, std.npy                  the stats the tokenizer was trained with
   config.json                        T5Config, VQConfig, dataset, fps, feature dim, lengths
@@ -41,7 +42,7 @@ import mgpt_jax
 from mgpt_jax import atomic_io
 from mgpt_jax.data import skeletons
 from mgpt_jax.inference import motiongpt as mg
-from mgpt_jax.inference import int8_matmul, quantize
+from mgpt_jax.inference import cpu_kernels, kernel_layers, quantize
 from mgpt_jax.inference.lm_checkpoint import load_lm
 from mgpt_jax.inference.tokenize_dataset import Tokenizer
 from mgpt_jax.lm import decoding
@@ -51,7 +52,7 @@ from mgpt_jax.tokenizer.vqvae import MotionVQVAE
 
 DTYPES = ("float32", "bfloat16", "int8")
 # int8 is weight-only: stored as int8 (a quarter of the bytes) and computed in float32, on CPU
-# by the int8 kernel (int8_matmul.py) from the int8 itself. bfloat16 compute was no faster for
+# by the int8 kernel (cpu_kernels.py) from the int8 itself. bfloat16 compute was no faster for
 # the model's shapes (README: inference benchmark) and agreed less.
 COMPUTE_DTYPE = {"float32": "float32", "bfloat16": "bfloat16", "int8": "float32"}
 NUM_BEAMS = 4
@@ -95,7 +96,7 @@ def _read_vocabulary(vocabulary_dir: str) -> tuple[str, dict]:
 
 def generation_functions(module: Transformer, max_decode_length: int, vocab_limit: int,
                          quantized: bool = False, num_beams: int = NUM_BEAMS,
-                         int8_kernel: bool = False) -> dict:
+                         kernels: bool = False) -> dict:
   """The plain functions exported for the LM, each a whole answer in one call.
 
     greedy(params, tokens, stop, min_length, forced) -> (answers (B, max_decode_length),
@@ -110,17 +111,18 @@ def generation_functions(module: Transformer, max_decode_length: int, vocab_limi
   tokens (B, max_input_length) is the padded prompt; the loop ends when every row has met EOS
   or after `stop` steps, and no EOS is chosen before step `min_length`. Sampling draws row r with the key decoding.row_keys(seeds, rows)[r];
   temperature > 0, top_k (0 = off, else <= 256) and top_p are scalars given per call. Logits
-  past `vocab_limit` (rows padding the embedding table) are never chosen.
+  past `vocab_limit` (rows padding the embedding table) are never chosen. kernels: the
+  parameters hold panel or quantized nodes for the CPU kernels (kernel_layers.py).
   """
   options = decoding.DecodeOptions(max_decode_length, vocab_limit=vocab_limit)
   dtype = module.config.dtype
 
   def answer(options, params, tokens, *args, **kwargs):
-    if quantized and int8_kernel:  # every layer reads its int8 through the kernel, but the
-      # cross-attention keys and values, projected once per call straight from the kernels
+    if kernels:  # the layers read their nodes through the kernels, but the cross-attention
+      # keys and values, projected once per call straight from their float kernels
       params = quantize.dequantize_tree(params, dtype, where=lambda path: (
           "encoder_decoder_attention" in path and path[-2] in ("key", "value")))
-      with quantize.int8_layers():
+      with kernel_layers.kernel_layers():
         result = decoding.generate(module, options, params, tokens, *args, **kwargs)
     else:
       if quantized:  # once per call, ahead of the loop: the barrier keeps XLA from fusing
@@ -154,8 +156,8 @@ def vq_functions(module: MotionVQVAE):
 
 
 def _export(fn, platforms, *args) -> bytes:
-  # The int8 kernel is a custom call of this package, registered by MotionGPT.load.
-  allowed = [jax.export.DisabledSafetyCheck.custom_call(int8_matmul.TARGET)]
+  # The CPU kernels are custom calls of this package, registered by MotionGPT.load.
+  allowed = [jax.export.DisabledSafetyCheck.custom_call(t) for t in cpu_kernels.TARGETS]
   return jax.export.export(jax.jit(fn), platforms=platforms, disabled_checks=allowed)(
       *args).serialize()
 
@@ -186,10 +188,14 @@ def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "f
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.bfloat16), params)
   elif dtype == "int8":
     params = quantize.quantize_tree(jax.device_get(params))
-  # int8 bundles for CPU compute through the int8 kernel; elsewhere, or where it cannot be
-  # built, they dequantize once per call and compute in float32 (config "int8_kernel").
+  # On CPU, float32 and int8 bundles compute their large matrices with the CPU kernels (config
+  # "cpu_kernels"); elsewhere, or where they cannot be built, float32 is XLA's and int8 is
+  # dequantized once per call.
   targets = tuple(platforms or (jax.default_backend(),))
-  int8_kernel = dtype == "int8" and targets == ("cpu",) and int8_matmul.available()
+  kernels = (dtype in ("float32", "int8") and targets == ("cpu",)
+             and cpu_kernels.available())
+  if kernels and dtype == "float32":
+    params = kernel_layers.panel_tree(jax.device_get(params))
   vq_config = tokenizer.module.config
 
   # Plain writes inside tmp: the swap of the whole directory is what is atomic.
@@ -208,11 +214,11 @@ def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "f
         "feature_dim": vq_config.nfeats, "frames_per_token": vq_config.frames_per_token,
         "dtype": dtype, "compute_dtype": compute, "max_input_length": max_input_length,
         "max_decode_length": max_decode_length, "num_beams": NUM_BEAMS,
-        "max_top_k": MAX_TOP_K, "vocab_size": vocab_size, "int8_kernel": int8_kernel,
+        "max_top_k": MAX_TOP_K, "vocab_size": vocab_size, "cpu_kernels": kernels,
         "sources": {"tokenizer": os.path.abspath(tokenizer_dir), "tokenizer_step": tokenizer.step,
                     "lm": os.path.abspath(lm_dir)}})
     for name, blob in _exported(module, params, tokenizer, max_input_length, max_decode_length,
-                                vocab_size, dtype == "int8", platforms, int8_kernel).items():
+                                vocab_size, dtype == "int8", platforms, kernels).items():
       with open(os.path.join(tmp, mg.function_file(name)), "wb") as f:
         f.write(blob)
     _write_manifest(tmp)
@@ -220,7 +226,7 @@ def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "f
 
 
 def _exported(module, params, tokenizer, max_input_length, max_decode_length, vocab_size,
-              quantized, platforms, int8_kernel):
+              quantized, platforms, kernels):
   (b,) = jax.export.symbolic_shape("b")
   spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype)
   shapes = jax.tree.map(lambda x: spec(x.shape, x.dtype), params)
@@ -228,7 +234,7 @@ def _exported(module, params, tokenizer, max_input_length, max_decode_length, vo
   forced = spec((b, max_decode_length), jnp.int32)
   scalar = lambda dtype: spec((), dtype)
   lm = generation_functions(module, max_decode_length, vocab_size, quantized,
-                            int8_kernel=int8_kernel)
+                            kernels=kernels)
   vq_encode, vq_decode = vq_functions(tokenizer.module)
   (vb, vl) = jax.export.symbolic_shape("b, l")  # VQ batch and length in tokens
   unit, dim = tokenizer.frames_per_token, tokenizer.module.config.nfeats

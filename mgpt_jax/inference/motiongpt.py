@@ -27,7 +27,7 @@ import ml_dtypes
 import numpy as np
 
 from mgpt_jax import atomic_io
-from mgpt_jax.inference import int8_matmul
+from mgpt_jax.inference import cpu_kernels
 from mgpt_jax.lm import motion_span
 from mgpt_jax.lm.vocab_core import VocabularyCore
 
@@ -187,12 +187,12 @@ class MotionGPT:
       vocab_info = json.load(f)
     vocab = VocabularyCore(os.path.join(bundle_dir, vocab_info["sentencepiece_model"]),
                            vocab_info["num_motion_tokens"])
-    if config.get("int8_kernel"):
+    if config.get("cpu_kernels", config.get("int8_kernel")):  # int8_kernel: before 2026-12-02
       try:
-        int8_matmul.register()
-      except int8_matmul.KernelUnavailable as e:
-        raise BundleError(f"{bundle_dir}: an int8 bundle for the CPU kernel, which cannot be "
-                          f"built here ({e}); export it again with --dtype float32") from None
+        cpu_kernels.register()
+      except cpu_kernels.KernelUnavailable as e:
+        raise BundleError(f"{bundle_dir}: a bundle for the CPU kernels, which cannot be built "
+                          f"here ({e}): install g++ or set CXX") from None
     load = lambda name: np.load(os.path.join(bundle_dir, name), allow_pickle=False)
     functions = {name: _deserialize(bundle_dir, name) for name in FUNCTIONS}
     return cls(bundle_dir, config, manifest, vocab, read_tree(os.path.join(bundle_dir, LM_PARAMS)),

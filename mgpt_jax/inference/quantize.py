@@ -2,32 +2,25 @@
 
     tree = quantize_tree(params)      # numpy; {"int8": q, "scale": s} in place of each matrix
     params = dequantize_tree(tree)    # back to the model's float layout
-    with int8_layers():               # inside: DenseGeneral and Embed compute from the int8
+    with kernel_layers.kernel_layers():  # DenseGeneral and Embed compute from the int8
       module.apply({"params": tree}, ...)
 
 A channel is an output feature of a projection (the scale is max |w| over the contracted input
 axes / 127, symmetric, round to nearest) and a row of the embedding table. q holds the output
 axes first and the contracted axes last, so that it is a row-major (N, K) matrix: the layout of
-the int8 kernel (int8_matmul.py), which streams one contiguous row per output. s has the
+the int8 kernel (cpu_kernels.int8_matmul), which streams one contiguous row per output. s has the
 output axes' shape. Vectors (layer-norm scales) and the small relative-position tables stay
 float32.
 """
 from __future__ import annotations
 
-import contextlib
-import math
-
-import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
-
-from mgpt_jax.inference import int8_matmul
-from mgpt_jax.lm import layers
 
 QUANTIZED_KEYS = ("int8", "scale")
 
 
-def _contracted_axes(path: tuple[str, ...], ndim: int) -> tuple[int, ...]:
+def contracted_axes(path: tuple[str, ...], ndim: int) -> tuple[int, ...]:
   if path[-2:] == ("token_embedder", "embedding"):
     return (1,)  # a lookup table: one scale per vocabulary row
   if path[-2] == "out" and ndim == 3:  # attention output: (heads, kv, embed)
@@ -37,7 +30,7 @@ def _contracted_axes(path: tuple[str, ...], ndim: int) -> tuple[int, ...]:
 
 def _outputs_first(path: tuple[str, ...], ndim: int) -> tuple[int, ...]:
   """The permutation from a kernel's axes to q's: output axes, then contracted ones."""
-  contracted = _contracted_axes(path, ndim)
+  contracted = contracted_axes(path, ndim)
   return tuple(a for a in range(ndim) if a not in contracted) + contracted
 
 
@@ -53,7 +46,7 @@ def quantize_tree(params: dict, path: tuple[str, ...] = ()) -> dict:
       out[name] = w
       continue
     order = _outputs_first(where, w.ndim)
-    outputs = len(order) - len(_contracted_axes(where, w.ndim))
+    outputs = len(order) - len(contracted_axes(where, w.ndim))
     w = w.transpose(order)
     contracted = tuple(range(outputs, w.ndim))
     scale = np.abs(w).max(axis=contracted, keepdims=True) / 127.0
@@ -87,39 +80,3 @@ def dequantize_tree(tree: dict, dtype=jnp.float32, where=lambda path: True,
     else:
       out[name] = value
   return out
-
-
-def _int8_layer(next_fun, args, kwargs, context):
-  module, method = context.module, context.method_name
-  if isinstance(module, layers.DenseGeneral) and method == "__call__":
-    node = module.variables.get("params", {}).get("kernel")
-    if is_quantized(node):
-      x = args[0]
-      axes = sorted(a % x.ndim for a in np.atleast_1d(module.axis))
-      if axes != list(range(x.ndim - len(axes), x.ndim)):
-        raise ValueError(f"int8 DenseGeneral contracts axes {axes} of a rank-{x.ndim} input: "
-                         "expected the trailing ones")
-      lead = x.shape[:x.ndim - len(axes)]
-      features = node["int8"].shape[:node["scale"].ndim]
-      k = math.prod(x.shape[x.ndim - len(axes):])
-      y = int8_matmul.matmul(x.reshape(*lead, k), node["int8"].reshape(-1, k), node["scale"])
-      return y.reshape(*lead, *features).astype(module.dtype)
-  if isinstance(module, layers.Embed) and method in ("__call__", "attend"):
-    node = module.variables.get("params", {}).get("embedding")
-    if is_quantized(node):
-      q, scale = node["int8"], node["scale"]
-      if method == "attend":  # rows of the table are the outputs: already (N, K)
-        return int8_matmul.matmul(args[0], q, scale).astype(module.dtype)
-      ids = args[0].astype(jnp.int32)
-      rows = jnp.take(q, ids, axis=0).astype(jnp.float32) * jnp.take(scale, ids)[..., None]
-      return rows.astype(module.dtype)
-  return next_fun(*args, **kwargs)
-
-
-@contextlib.contextmanager
-def int8_layers():
-  """Inside, DenseGeneral and Embed layers whose parameter is a quantized node compute from its
-  int8 through the kernel (int8_matmul.matmul) instead of a float copy; the network itself
-  knows nothing of it. Other parameters and layers are unchanged."""
-  with nn.intercept_methods(_int8_layer):
-    yield

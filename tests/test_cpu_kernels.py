@@ -1,15 +1,16 @@
-"""The int8 kernel (inference/int8_matmul.py), the quantized layout and the layers that use it."""
+"""The CPU kernels (inference/cpu_kernels.py), the int8 and panel layouts and the layers that use
+them (inference/kernel_layers.py)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mgpt_jax.inference import int8_matmul, quantize
+from mgpt_jax.inference import bundle, cpu_kernels, kernel_layers, quantize
 from mgpt_jax.lm.config import get_config
 from mgpt_jax.lm.t5 import Transformer
 
-needs_kernel = pytest.mark.skipif(not int8_matmul.available(),
-                                  reason="no C++ compiler to build the int8 kernel")
+needs_kernel = pytest.mark.skipif(not cpu_kernels.available(),
+                                  reason="no C++ compiler to build the CPU kernels")
 
 
 def _reference(x, w, scale):
@@ -25,7 +26,7 @@ def test_kernel_matches_the_dequantized_product(m, k, n):
   x = rng.standard_normal((m, k)).astype(np.float32)
   w = rng.integers(-127, 128, (n, k)).astype(np.int8)
   scale = rng.random(n).astype(np.float32)
-  y = np.asarray(jax.jit(int8_matmul.matmul)(x, w, scale))
+  y = np.asarray(jax.jit(cpu_kernels.int8_matmul)(x, w, scale))
   assert y.shape == (m, n) and y.dtype == np.float32
   np.testing.assert_allclose(y, _reference(x, w, scale), rtol=1e-5, atol=1e-3)
 
@@ -35,8 +36,8 @@ def test_kernel_under_a_symbolic_batch_export():
   (b,) = jax.export.symbolic_shape("b")
   spec = jax.ShapeDtypeStruct
   exported = jax.export.export(
-      jax.jit(int8_matmul.matmul), platforms=["cpu"],
-      disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(int8_matmul.TARGET)])(
+      jax.jit(cpu_kernels.int8_matmul), platforms=["cpu"],
+      disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(cpu_kernels.INT8)])(
           spec((b, 3, 16), jnp.float32), spec((5, 16), jnp.int8), spec((5,), jnp.float32))
   restored = jax.export.deserialize(exported.serialize())
   rng = np.random.default_rng(0)
@@ -49,12 +50,12 @@ def test_kernel_under_a_symbolic_batch_export():
 
 
 def test_a_missing_compiler_is_one_clear_error(monkeypatch, tmp_path):
-  monkeypatch.setattr(int8_matmul, "_registered", False)
+  monkeypatch.setattr(cpu_kernels, "_registered", False)
   monkeypatch.setenv("CXX", "no-such-compiler-xyz")
   monkeypatch.setenv("MGPT_JAX_CACHE", str(tmp_path))
-  with pytest.raises(int8_matmul.KernelUnavailable, match="no-such-compiler-xyz"):
-    int8_matmul.register()
-  assert not int8_matmul.available()
+  with pytest.raises(cpu_kernels.KernelUnavailable, match="no-such-compiler-xyz"):
+    cpu_kernels.register()
+  assert not cpu_kernels.available()
 
 
 def _params(config):
@@ -86,7 +87,7 @@ def test_quantized_layout_is_outputs_first_and_round_trips():
       continue
     # Round to nearest: within half of each output channel's own step (max |w| / 127 over the
     # inputs it contracts), so a channel mixed up with another would not pass.
-    contracted = quantize._contracted_axes(names, w.ndim)  # pylint: disable=protected-access
+    contracted = quantize.contracted_axes(names, w.ndim)
     step = np.abs(w).max(axis=contracted, keepdims=True) / 127.0
     assert (np.abs(np.asarray(restored) - w) <= 0.5 * step + 1e-7).all(), names
 
@@ -101,14 +102,79 @@ def test_int8_layers_compute_what_the_dequantized_model_computes(tied):
   enc, dec = (jnp.asarray(rng.integers(2, 96, (3, n)), jnp.int32) for n in (7, 5))
   apply = lambda params: module.apply({"params": params}, enc, dec, dec, enable_dropout=False)
   expected = apply(quantize.dequantize_tree(tree))
-  with quantize.int8_layers():
+  with kernel_layers.kernel_layers():
     lowered = jax.jit(apply).lower(tree)
     got = jax.jit(apply)(tree)
   # Every projection and the logits went through the kernel: 2 + 2 layers' attention (4 each),
   # 2 cross (4), the gated MLPs (3 each), and the logits (dense or the tied table's attend).
-  calls = lowered.as_text().count(int8_matmul.TARGET)
+  calls = lowered.as_text().count(cpu_kernels.INT8)
   assert calls == 2 * (4 + 3) + 2 * (4 + 4 + 3) + 1, calls
   np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
   # Outside the context the interceptor is gone: the quantized tree is not a float model.
   with pytest.raises(Exception):
     apply(tree)
+
+
+@needs_kernel
+@pytest.mark.parametrize("m,k,n", [(1, 5, 3), (1, 64, 200), (7, 17, 70), (13, 96, 64),
+                                   (32, 64, 130), (6, 33, 1), (11, 40, 257)])
+def test_panel_kernel_matches_the_float_product(m, k, n):
+  # Every tile of rows (6, then 5..1) and panels cut short past n.
+  rng = np.random.default_rng(m * k * n)
+  x = rng.standard_normal((m, k)).astype(np.float32)
+  w = rng.standard_normal((k, n)).astype(np.float32)
+  panels = cpu_kernels.to_panels(w)
+  assert panels.shape == (-(-n // cpu_kernels.PANEL), k, cpu_kernels.PANEL)
+  y = np.asarray(jax.jit(cpu_kernels.panel_matmul, static_argnums=2)(x, panels, n))
+  assert y.shape == (m, n) and y.dtype == np.float32
+  np.testing.assert_allclose(y, x.astype(np.float64) @ w, rtol=1e-5, atol=1e-4)
+
+
+@needs_kernel
+def test_panel_kernel_under_a_symbolic_batch_export():
+  (b,) = jax.export.symbolic_shape("b")
+  spec = jax.ShapeDtypeStruct
+  exported = jax.export.export(
+      jax.jit(lambda x, p: cpu_kernels.panel_matmul(x, p, 70)), platforms=["cpu"],
+      disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(cpu_kernels.PANELS)])(
+          spec((b, 3, 16), jnp.float32), spec((2, 16, 64), jnp.float32))
+  restored = jax.export.deserialize(exported.serialize())
+  rng = np.random.default_rng(0)
+  w = rng.standard_normal((16, 70)).astype(np.float32)
+  for batch in (1, 4):
+    x = rng.standard_normal((batch, 3, 16)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(restored.call(x, cpu_kernels.to_panels(w))),
+                               x @ w, rtol=1e-5, atol=1e-4)
+
+
+@needs_kernel
+@pytest.mark.parametrize("tied", [False, True])
+def test_panel_layers_compute_what_the_float_model_computes(tied):
+  config = get_config("tiny", vocab_size=96, dropout_rate=0.0, logits_via_embedding=tied)
+  module = Transformer(config)
+  params = jax.device_get(_params(config))
+  tree = kernel_layers.panel_tree(params, min_weights=0)
+  cross = tree["decoder"]["layers_0"]["encoder_decoder_attention"]
+  assert kernel_layers.is_panels(cross["query"]["kernel"])
+  assert isinstance(cross["key"]["kernel"], np.ndarray)  # projected once per answer, as it is
+  assert isinstance(tree["token_embedder"]["embedding"], np.ndarray)
+  largest = max(map(np.size, jax.tree.leaves(params)))
+  big = kernel_layers.panel_tree(params, min_weights=largest + 1)
+  assert not any(kernel_layers.is_panels(n) for n in jax.tree.leaves(
+      big, is_leaf=kernel_layers.is_panels))  # every tiny matrix stays XLA's
+  rng = np.random.default_rng(1)
+  enc, dec = (jnp.asarray(rng.integers(2, 96, (3, n)), jnp.int32) for n in (7, 5))
+  apply = lambda p: module.apply({"params": p}, enc, dec, dec, enable_dropout=False)
+  with kernel_layers.kernel_layers():
+    calls = jax.jit(apply).lower(tree).as_text().count(cpu_kernels.PANELS)
+    got = jax.jit(apply)(tree)
+  # Encoder: 2 x (4 attention + 3 MLP); decoder: 2 x (4 self + query and out of cross + 3 MLP);
+  # the logits' dense layer (the tied table's attend stays XLA's).
+  assert calls == 2 * 7 + 2 * 9 + (0 if tied else 1), calls
+  np.testing.assert_allclose(np.asarray(got), np.asarray(apply(params)), rtol=1e-4, atol=1e-4)
+  # The bundle's whole greedy answer: the same tokens through the kernels.
+  fns = [jax.jit(bundle.generation_functions(module, 12, 96, kernels=k)["greedy"])
+         for k in (False, True)]
+  forced = np.full((3, 12), -1, np.int32)
+  plain, kernels = (np.asarray(f(p, enc, 12, 0, forced)[0]) for f, p in zip(fns, (params, tree)))
+  np.testing.assert_array_equal(kernels, plain)
