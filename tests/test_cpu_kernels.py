@@ -137,7 +137,7 @@ def test_panel_kernel_under_a_symbolic_batch_export():
   exported = jax.export.export(
       jax.jit(lambda x, p: cpu_kernels.panel_matmul(x, p, 70)), platforms=["cpu"],
       disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(cpu_kernels.PANELS)])(
-          spec((b, 3, 16), jnp.float32), spec((2, 16, 64), jnp.float32))
+          spec((b, 3, 16), jnp.float32), spec((2, 16, cpu_kernels.PANEL), jnp.float32))
   restored = jax.export.deserialize(exported.serialize())
   rng = np.random.default_rng(0)
   w = rng.standard_normal((16, 70)).astype(np.float32)

@@ -8,7 +8,7 @@ int8_matmul: XLA:CPU turns an int8 matrix into float32 before every dot, reading
 five times the bytes the int8 holds; the kernel converts each weight in registers instead, so
 a decode step at batch 1 reads a quarter of float32's bytes.
 panel_matmul: XLA:CPU runs each dot of a decode step on one thread; the kernel shares a
-product's 64-column panels among the intra-op pool's threads and streams each panel
+product's 48-column panels among the intra-op pool's threads and streams each panel
 contiguously (README: generation benchmark).
 
 Both are compiled for this machine's CPU (-march=native) with the C++ compiler of $CXX (default
@@ -36,7 +36,7 @@ INT8, PANELS = TARGETS
 KERNELS = os.path.join(os.path.dirname(__file__), "kernels")
 SOURCES = tuple(os.path.join(KERNELS, name) for name in ("int8_matmul.cc", "panel_matmul.cc"))
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-shared", "-std=c++17", "-w")
-PANEL = 64  # columns per panel (kernels/panel_matmul.cc)
+PANEL = 48  # columns per panel (kernels/panel_matmul.cc)
 _registered = False
 
 
@@ -121,7 +121,7 @@ def int8_matmul(x, w, scale):
 
 
 def to_panels(w: np.ndarray) -> np.ndarray:
-  """(K, N) -> (ceil(N / 64), K, 64): 64-column blocks, each row-major, zero-padded past N."""
+  """(K, N) -> (ceil(N / 48), K, 48): 48-column blocks, each row-major, zero-padded past N."""
   k, n = w.shape
   w = np.pad(np.asarray(w, np.float32), ((0, 0), (0, -n % PANEL)))
   return np.ascontiguousarray(w.reshape(k, -1, PANEL).transpose(1, 0, 2))
