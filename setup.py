@@ -13,7 +13,7 @@ setup(
     packages=find_packages(include=["mgpt_jax", "mgpt_jax.*", "tasks", "tasks.*"]) + ["mgpt_jax.gin"],
     package_dir={"mgpt_jax.gin": "gin"},
     package_data={"tasks": ["templates/*.json"], "mgpt_jax.gin": ["**/*.gin"],
-                  "mgpt_jax.inference": ["kernels/*.cc"]},
+                  "mgpt_jax.inference": ["kernels/*.cc", "kernels/*.h"]},
     install_requires=[
         "jax>=0.7.1,<0.11",  # jax.set_mesh (training/partitioning.py)
         "flax>=0.10,<0.13",

@@ -35,6 +35,7 @@ TARGETS = {"mgpt_int8_matmul": "MgptInt8Matmul", "mgpt_panel_matmul": "MgptPanel
 INT8, PANELS = TARGETS
 KERNELS = os.path.join(os.path.dirname(__file__), "kernels")
 SOURCES = tuple(os.path.join(KERNELS, name) for name in ("int8_matmul.cc", "panel_matmul.cc"))
+HEADERS = (os.path.join(KERNELS, "shared_tasks.h"),)
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-shared", "-std=c++17", "-w")
 PANEL = 48  # columns per panel (kernels/panel_matmul.cc)
 _registered = False
@@ -61,7 +62,7 @@ def library_path() -> str:
     raise KernelUnavailable(f"CPU kernels: no C++ compiler {compiler!r} on PATH (set CXX); "
                             "bundles that use them need one to build them")
   sources = []
-  for path in SOURCES:
+  for path in SOURCES + HEADERS:
     with open(path, "rb") as f:
       sources.append(f.read())
   version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout

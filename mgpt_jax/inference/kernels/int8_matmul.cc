@@ -4,15 +4,14 @@
 // the bytes the int8 holds; here each weight row is read once per block of rows of x and
 // converted in registers. Rows of w are contiguous, so a step streams the matrix once.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <thread>
 
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
 
+#include "shared_tasks.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -20,15 +19,14 @@ namespace ffi = xla::ffi;
 namespace {
 
 constexpr int64_t kColumnsPerTask = 32;
-constexpr int64_t kParallelWork = 1 << 18;  // multiply-adds below which one thread does it all
 
 struct Work {
   const float* x;
   const int8_t* w;
   const float* scale;
   float* y;
-  int64_t m, k, n, tasks;
-  std::atomic<int64_t> next{0}, done{0};
+  int64_t m, k, n;
+  mgpt::Tasks tasks;
 };
 
 // R rows of y from `row`, columns [n0, n1): each weight row is converted once for R rows.
@@ -78,14 +76,6 @@ void Task(const Work& s, int64_t t) {
   }
 }
 
-// Claims tasks until none is left. The caller drains too, so the product finishes even when no
-// pool thread is free; a late helper finds nothing to claim and touches only the counters.
-void Drain(Work& s) {
-  for (int64_t t; (t = s.next.fetch_add(1)) < s.tasks;) {
-    Task(s, t);
-    s.done.fetch_add(1, std::memory_order_release);
-  }
-}
 
 ffi::Error Int8Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S8> w,
                       ffi::Buffer<ffi::F32> scale, ffi::ResultBuffer<ffi::F32> y) {
@@ -102,13 +92,8 @@ ffi::Error Int8Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer
   s->m = xd[0];
   s->k = xd[1];
   s->n = wd[0];
-  s->tasks = (s->n + kColumnsPerTask - 1) / kColumnsPerTask;
-  // Waking a pool thread costs more than a small product takes: those run on the caller.
-  const bool small = s->m * s->k * s->n < kParallelWork;
-  const int64_t helpers = small ? 0 : std::min<int64_t>(pool.num_threads(), s->tasks) - 1;
-  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([s] { Drain(*s); });
-  Drain(*s);
-  while (s->done.load(std::memory_order_acquire) < s->tasks) std::this_thread::yield();
+  s->tasks.count = (s->n + kColumnsPerTask - 1) / kColumnsPerTask;
+  mgpt::RunShared(pool, s, s->m * s->k * s->n, Task);
   return ffi::Error::Success();
 }
 

@@ -7,15 +7,14 @@
 // accumulate in 24 vector registers (8 x 48 ran at 153 GFLOP/s on one core here, 6 x 64 at
 // 136, and 32 rows split into 8s, not 6s and a 2).
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <thread>
 
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
 
+#include "shared_tasks.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -23,14 +22,13 @@ namespace ffi = xla::ffi;
 namespace {
 
 constexpr int64_t kPanel = 48;  // columns per panel and per task: three 16-float vectors
-constexpr int64_t kParallelWork = 1 << 18;  // multiply-adds below which one thread does it all
 
 struct Work {
   const float* x;
   const float* w;
   float* y;
-  int64_t m, k, n, tasks;
-  std::atomic<int64_t> next{0}, done{0};
+  int64_t m, k, n;
+  mgpt::Tasks tasks;
 };
 
 // R rows of y from `row`, the `width` columns of panel p.
@@ -90,13 +88,6 @@ void Task(const Work& s, int64_t p) {
   }
 }
 
-// As int8_matmul.cc: the caller drains too, so the product finishes with no pool thread free.
-void Drain(Work& s) {
-  for (int64_t t; (t = s.next.fetch_add(1)) < s.tasks;) {
-    Task(s, t);
-    s.done.fetch_add(1, std::memory_order_release);
-  }
-}
 
 ffi::Error PanelMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
                        ffi::Buffer<ffi::F32> panels, ffi::ResultBuffer<ffi::F32> y) {
@@ -114,12 +105,8 @@ ffi::Error PanelMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
   s->m = xd[0];
   s->k = xd[1];
   s->n = yd[1];
-  s->tasks = pd[0];
-  const bool small = s->m * s->k * s->n < kParallelWork;
-  const int64_t helpers = small ? 0 : std::min<int64_t>(pool.num_threads(), s->tasks) - 1;
-  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([s] { Drain(*s); });
-  Drain(*s);
-  while (s->done.load(std::memory_order_acquire) < s->tasks) std::this_thread::yield();
+  s->tasks.count = pd[0];
+  mgpt::RunShared(pool, s, s->m * s->k * s->n, Task);
   return ffi::Error::Success();
 }
 
