@@ -19,6 +19,9 @@ namespace ffi = xla::ffi;
 namespace {
 
 constexpr int64_t kColumnsPerTask = 32;
+// Bytes of w requested ahead of the row being summed: base's (1 x 768).(768 x 32,640) went
+// from 1.75 to 1.32 ms (512 or 4,096 ahead: 1.53 and 1.31).
+constexpr int64_t kPrefetch = 2048;
 
 struct Work {
   const float* x;
@@ -42,6 +45,7 @@ void Rows(const Work& s, int64_t row, int64_t n0, int64_t n1) {
     __m512 acc[R][2];  // two independent sums per row hide the FMA latency
     for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (; k + 32 <= k_len; k += 32) {
+      _mm_prefetch(reinterpret_cast<const char*>(wn + k + kPrefetch), _MM_HINT_T0);
       for (int h = 0; h < 2; ++h) {
         const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
             _mm_loadu_si128(reinterpret_cast<const __m128i*>(wn + k + 16 * h))));
