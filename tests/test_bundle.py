@@ -221,6 +221,27 @@ def test_int8_without_the_kernel_dequantizes_per_call(system, reduced, tmp_path,
   assert all(first), (ours, theirs)
 
 
+def test_float32_panels_survive_export_and_load(system, tmp_path, monkeypatch):
+  from mgpt_jax.inference import cpu_kernels, kernel_layers
+  if not cpu_kernels.available():
+    pytest.skip("no C++ compiler to build the CPU kernels")
+  tokenizer_dir, lm_dir, _, model = system
+  monkeypatch.setattr(kernel_layers, "MIN_PANEL_WEIGHTS", 0)  # the tiny model's matrices too
+  panels = mg.MotionGPT.load(export_bundle(tokenizer_dir, lm_dir, str(tmp_path / "panels"),
+                                           max_input_length=MAX_INPUT,
+                                           max_decode_length=MAX_DECODE))
+  mlp = panels.lm_params["decoder"]["layers_0"]["mlp"]["wo"]["kernel"]
+  assert kernel_layers.is_panels(mlp) and mlp["panels"].shape[2] == cpu_kernels.PANEL
+  assert cpu_kernels.PANELS in panels.exported["generate_greedy"].mlir_module()
+  assert cpu_kernels.PANELS not in model.exported["generate_greedy"].mlir_module()
+  # The same weights as the plain float32 bundle, summed in another order.
+  prompts = [f"Generate motion: {t}" for t in TEXTS[:4]]
+  ours, theirs = panels.generate(prompts, MAX_DECODE), model.generate(prompts, MAX_DECODE)
+  same = np.mean([np.mean(a[:min(len(a), len(b))] == b[:min(len(a), len(b))])
+                  for a, b in zip(ours, theirs)])
+  assert same >= 0.9, (ours, theirs)
+
+
 def test_thirty_seconds_by_chained_generation(system, tmp_path):
   from mgpt_jax.inference import chain
   model = system[3]

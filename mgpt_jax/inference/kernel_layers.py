@@ -35,10 +35,11 @@ def _cross_key_or_value(path: tuple[str, ...]) -> bool:
   return "encoder_decoder_attention" in path and path[-2] in ("key", "value")
 
 
-def panel_tree(params: dict, min_weights: int = MIN_PANEL_WEIGHTS,
+def panel_tree(params: dict, min_weights: int | None = None,
                path: tuple[str, ...] = ()) -> dict:
-  """The DenseGeneral kernels of >= min_weights weights (numpy) as {"panels":
-  cpu_kernels.to_panels((K, N))}; everything else as it was."""
+  """The DenseGeneral kernels of >= min_weights (default MIN_PANEL_WEIGHTS) weights (numpy) as
+  {"panels": cpu_kernels.to_panels((K, N))}; everything else as it was."""
+  min_weights = MIN_PANEL_WEIGHTS if min_weights is None else min_weights
   out = {}
   for name, value in params.items():
     here = path + (name,)
