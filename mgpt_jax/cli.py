@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--dtype", choices=("float32", "bfloat16", "int8"), default="float32",
                  help="the LM's weights: int8 is weight-only, one scale per channel")
   p.add_argument("--vocabulary-dir", default=None, help="default: LM_DIR/assets")
+  p.add_argument("--no-cpu-kernels", dest="cpu_kernels", action="store_false",
+                 help="XLA's dots only: a bundle that loads where no C++ compiler is (the CPU "
+                      "kernels are compiled at load)")
   p.add_argument("--overwrite", action="store_true")
   p.set_defaults(func=cmd_export)
 

@@ -27,14 +27,15 @@ def cmd_export(args) -> int:
   from mgpt_jax.inference.bundle import export_bundle  # pylint: disable=g-import-not-at-top
   from mgpt_jax.inference.motiongpt import CONFIG  # pylint: disable=g-import-not-at-top
   out = export_bundle(args.tokenizer_dir, args.lm_dir, args.out, dtype=args.dtype,
-                      vocabulary_dir=args.vocabulary_dir, overwrite=args.overwrite)
+                      vocabulary_dir=args.vocabulary_dir, overwrite=args.overwrite,
+                      use_kernels=args.cpu_kernels)
   print(f"wrote the inference bundle {out}")
   with open(os.path.join(out, CONFIG), encoding="utf-8") as f:
     kernels = json.load(f)["cpu_kernels"]
   if kernels:
     print("its LM computes its large matrices with the CPU kernels"
           + (" from the int8 weights" if args.dtype == "int8" else ""))
-  elif args.dtype == "int8":
+  elif args.dtype == "int8" and args.cpu_kernels:
     print("note: the CPU kernels could not be built here (a C++ compiler: g++ or $CXX), so the "
           "bundle dequantizes its weights once per call")
   return 0

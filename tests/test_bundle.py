@@ -181,7 +181,8 @@ def test_bfloat16_and_int8_bundles(system, reduced):
   assert kernel["int8"].dtype == np.int8 and kernel["int8"].shape == (config["emb_dim"],
                                                                       config["mlp_dim"])
   assert kernel["scale"].shape == (config["emb_dim"],)
-  assert int8.config["cpu_kernels"] is True and model.config["cpu_kernels"] is True
+  assert int8.config["cpu_kernels"] is True
+  assert model.config["cpu_kernels"] is False  # no float32 matrix of MIN_PANEL_WEIGHTS
   assert (int8.config["compute_dtype"], half.config["compute_dtype"]) == ("float32", "bfloat16")
   assert (model.min_rows, half.min_rows, int8.min_rows) == (1, 2, 1)
   one = half.generate(["Generate motion: a person walks"], MAX_DECODE)[0]  # padded to 2 rows
@@ -240,6 +241,31 @@ def test_float32_panels_survive_export_and_load(system, tmp_path, monkeypatch):
   same = np.mean([np.mean(a[:min(len(a), len(b))] == b[:min(len(a), len(b))])
                   for a, b in zip(ours, theirs)])
   assert same >= 0.9, (ours, theirs)
+
+
+def test_a_bundle_without_the_cpu_kernels_loads_where_they_cannot_be_built(
+    system, reduced, tmp_path, monkeypatch, capsys):
+  from mgpt_jax import cli
+  from mgpt_jax.inference import cpu_kernels
+  tokenizer_dir, lm_dir, _, _ = system
+  out = str(tmp_path / "portable")
+  assert cli.main(["export", "--tokenizer-dir", tokenizer_dir, "--lm-dir", lm_dir, "--out", out,
+                   "--dtype", "int8", "--no-cpu-kernels"]) == 0
+  assert "CPU kernels" not in capsys.readouterr().out
+
+  def unavailable():
+    raise cpu_kernels.KernelUnavailable("CPU kernels: no C++ compiler 'g++' on PATH")
+  monkeypatch.setattr(cpu_kernels, "register", unavailable)  # a machine without a compiler
+  portable = mg.MotionGPT.load(out)
+  assert portable.config["cpu_kernels"] is False
+  for name in cpu_kernels.TARGETS:
+    assert name not in portable.exported["generate_greedy"].mlir_module()
+  with pytest.raises(mg.BundleError, match="no C\\+\\+ compiler.*--no-cpu-kernels"):
+    mg.MotionGPT.load(reduced["int8"].bundle_dir)
+  prompts = [f"Generate motion: {t}" for t in TEXTS[:2]]
+  ours = portable.generate(prompts, MAX_DECODE)
+  theirs = reduced["int8"].generate(prompts, MAX_DECODE)  # the same int8, through the kernel
+  assert all(a[0] == b[0] for a, b in zip(ours, theirs)), (ours, theirs)
 
 
 def test_thirty_seconds_by_chained_generation(system, tmp_path):

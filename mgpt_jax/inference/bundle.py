@@ -165,12 +165,13 @@ def _export(fn, platforms, *args) -> bytes:
 def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "float32", *,
                   vocabulary_dir: str | None = None, max_input_length: int = 256,
                   max_decode_length: int = 256, platforms: tuple[str, ...] | None = None,
-                  overwrite: bool = False) -> str:
+                  overwrite: bool = False, use_kernels: bool = True) -> str:
   """Writes the bundle of a stage-1 run (`tokenizer_dir`) and an LM (saved or run directory).
 
   dtype applies to the LM's parameters and activations; the small VQ stays float32. The
   vocabulary comes from `vocabulary_dir`, by default `lm_dir`/assets (where LM runs keep it).
-  platforms: those jax.export lowers for (default: this machine's backend). Returns out_dir.
+  platforms: those jax.export lowers for (default: this machine's backend). use_kernels=False:
+  XLA's dots only, for a CPU bundle that must load where no C++ compiler is. Returns out_dir.
   """
   if dtype not in DTYPES:
     raise ValueError(f"dtype {dtype!r}: expected one of {DTYPES}")
@@ -192,10 +193,13 @@ def export_bundle(tokenizer_dir: str, lm_dir: str, out_dir: str, dtype: str = "f
   # "cpu_kernels"); elsewhere, or where they cannot be built, float32 is XLA's and int8 is
   # dequantized once per call.
   targets = tuple(platforms or (jax.default_backend(),))
-  kernels = (dtype in ("float32", "int8") and targets == ("cpu",)
+  kernels = (use_kernels and dtype in ("float32", "int8") and targets == ("cpu",)
              and cpu_kernels.available())
   if kernels and dtype == "float32":
     params = kernel_layers.panel_tree(jax.device_get(params))
+    # A model without large matrices (tiny sizes) keeps XLA's dots and needs no compiler.
+    kernels = any(map(kernel_layers.is_panels,
+                      jax.tree.leaves(params, is_leaf=kernel_layers.is_panels)))
   vq_config = tokenizer.module.config
 
   # Plain writes inside tmp: the swap of the whole directory is what is atomic.

@@ -192,7 +192,8 @@ class MotionGPT:
         cpu_kernels.register()
       except cpu_kernels.KernelUnavailable as e:
         raise BundleError(f"{bundle_dir}: a bundle for the CPU kernels, which cannot be built "
-                          f"here ({e}): install g++ or set CXX") from None
+                          f"here ({e}): install g++ (or set CXX), or export it with "
+                          "--no-cpu-kernels") from None
     load = lambda name: np.load(os.path.join(bundle_dir, name), allow_pickle=False)
     functions = {name: _deserialize(bundle_dir, name) for name in FUNCTIONS}
     return cls(bundle_dir, config, manifest, vocab, read_tree(os.path.join(bundle_dir, LM_PARAMS)),
