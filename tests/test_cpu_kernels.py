@@ -117,9 +117,10 @@ def test_int8_layers_compute_what_the_dequantized_model_computes(tied):
 
 @needs_kernel
 @pytest.mark.parametrize("m,k,n", [(1, 5, 3), (1, 64, 200), (7, 17, 70), (13, 96, 64),
-                                   (32, 64, 130), (6, 33, 1), (11, 40, 257)])
+                                   (32, 64, 130), (6, 33, 1), (11, 40, 257), (10, 24, 50),
+                                   (20, 16, 96)])
 def test_panel_kernel_matches_the_float_product(m, k, n):
-  # Every tile of rows (6, then 5..1) and panels cut short past n.
+  # Every tile of rows (8, then each of 7..1) and panels cut short past n.
   rng = np.random.default_rng(m * k * n)
   x = rng.standard_normal((m, k)).astype(np.float32)
   w = rng.standard_normal((k, n)).astype(np.float32)

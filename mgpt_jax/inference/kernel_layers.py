@@ -21,7 +21,7 @@ from mgpt_jax.inference import cpu_kernels, quantize
 from mgpt_jax.lm import layers
 
 PANELS = "panels"
-# Below this many weights XLA's own dot is as fast (the quickstart's model: 10,690 against 8,989
+# Below this many weights XLA's own dot is as fast (the quickstart's model: 10,387 against 8,011
 # tokens/s at batch 1 when all its matrices went through the kernel).
 MIN_PANEL_WEIGHTS = 1 << 17
 

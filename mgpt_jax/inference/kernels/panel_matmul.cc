@@ -1,8 +1,8 @@
 // Float32 product for the bundle's LM on CPU, an XLA FFI custom call:
 //   y (M, N) = x (M, K) . w, with w stored as panels (ceil(N / 48), K, 48): column block p of
 //   w, row-major and zero-padded past N, is panels[p].
-// XLA:CPU runs each of a decode step's dots on one thread (YNNPACK at 32 rows: about 60-100
-// GFLOP/s here, a third of the matmul peak). Here a product's panels are shared with XLA's
+// XLA:CPU runs each of a decode step's dots on one thread (YNNPACK at 32 rows: about 60-125
+// GFLOP/s here, under half the matmul peak). Here a product's panels are shared with XLA's
 // intra-op pool, and each panel is read as one contiguous stream while up to 8 rows of x
 // accumulate in 24 vector registers (8 x 48 ran at 153 GFLOP/s on one core here, 6 x 64 at
 // 136, and 32 rows split into 8s, not 6s and a 2).
