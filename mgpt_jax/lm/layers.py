@@ -145,6 +145,17 @@ class MlpBlock(nn.Module):
     return DenseGeneral(x.shape[-1], ("mlp", "embed"), dtype=self.dtype, name="wo")(hidden)
 
 
+def attention_weights(query, key, mask=None, bias=None):
+  """float32 softmax over keys of q . k (+ bias), masked keys at NEG_INF: (batch, heads, q, k)
+  from (batch, q, heads, kv) and (batch, k, heads, kv)."""
+  logits = jnp.einsum("bqhd,bkhd->bhqk", query, key).astype(jnp.float32)
+  if bias is not None:
+    logits = logits + bias.astype(jnp.float32)
+  if mask is not None:
+    logits = jnp.where(mask, logits, NEG_INF)
+  return jax.nn.softmax(logits)
+
+
 class MultiHeadAttention(nn.Module):
   """T5 attention (no 1/sqrt(d) on the logits: it is folded into the query init).
 
@@ -181,16 +192,20 @@ class MultiHeadAttention(nn.Module):
     key = constrain(key, ("batch", "length", "heads", "kv"))
     value = constrain(value, ("batch", "length", "heads", "kv"))
 
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key).astype(jnp.float32)
-    if bias is not None:
-      logits = logits + bias.astype(jnp.float32)
-    if mask is not None:
-      logits = jnp.where(mask, logits, NEG_INF)
-    weights = jax.nn.softmax(logits).astype(self.dtype)
-    weights = nn.Dropout(self.dropout_rate)(weights, deterministic=deterministic)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+    if deterministic:
+      out = self.attend(query, key, value, mask, bias)
+    else:
+      weights = attention_weights(query, key, mask, bias).astype(self.dtype)
+      weights = nn.Dropout(self.dropout_rate)(weights, deterministic=False)
+      out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
     return DenseGeneral(inputs_q.shape[-1], ("heads", "kv", "embed"), axis=(-2, -1),
                         dtype=self.dtype, name="out")(out)
+
+  def attend(self, query, key, value, mask, bias):
+    """(batch, q, heads, kv) outputs of the attention without dropout; a method of its own so
+    that inference can swap it (kernel_layers.py: the CPU kernel of one decode step)."""
+    weights = attention_weights(query, key, mask, bias).astype(self.dtype)
+    return jnp.einsum("bhqk,bkhd->bqhd", weights, value)
 
   def _self_cache(self, key, value, mask, bias):
     # Heads-major (batch, heads, length, kv), the layout the attention's dots read: a cache kept

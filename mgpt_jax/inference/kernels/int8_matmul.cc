@@ -64,7 +64,7 @@ void Rows(const Work& s, int64_t row, int64_t n0, int64_t n1) {
   }
 }
 
-void Task(const Work& s, int64_t t) {
+void Task(const Work& s, int64_t t, int64_t /*next*/) {
   const int64_t n0 = t * kColumnsPerTask, n1 = std::min(s.n, n0 + kColumnsPerTask);
   int64_t row = 0;
   for (; row + 8 <= s.m; row += 8) Rows<8>(s, row, n0, n1);

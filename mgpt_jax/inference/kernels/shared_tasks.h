@@ -22,17 +22,20 @@ struct Tasks {
   std::atomic<int64_t> next{0}, done{0};
 };
 
-// Runs task(*work, t) for t in [0, work->tasks.count), on the caller and, for products of at
-// least kParallelWork multiply-adds, on pool threads. The caller claims tasks too, so the
-// product finishes even when no pool thread is free; a late helper finds nothing to claim and
-// touches only the counters, which the shared pointer keeps alive.
+// Runs task(*work, t, next) for t in [0, work->tasks.count), on the caller and, for products
+// of at least kParallelWork multiply-adds, on pool threads. Each thread claims its next task
+// before it runs one, and `next` (count when there is none) says which, so that a task can
+// fetch the next one's data while it computes. The caller claims tasks too, so the product
+// finishes even when no pool thread is free; a late helper finds nothing to claim and touches
+// only the counters, which the shared pointer keeps alive.
 template <typename Work>
 void RunShared(xla::ffi::ThreadPool pool, std::shared_ptr<Work> work, int64_t multiply_adds,
-               void (*task)(const Work&, int64_t)) {
+               void (*task)(const Work&, int64_t, int64_t)) {
   auto drain = [work, task] {
     Tasks& tasks = work->tasks;
-    for (int64_t t; (t = tasks.next.fetch_add(1)) < tasks.count;) {
-      task(*work, t);
+    for (int64_t t = tasks.next.fetch_add(1), next; t < tasks.count; t = next) {
+      next = std::min(tasks.next.fetch_add(1), tasks.count);
+      task(*work, t, next);
       tasks.done.fetch_add(1, std::memory_order_release);
     }
   };

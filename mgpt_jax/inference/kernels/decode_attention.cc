@@ -1,0 +1,160 @@
+// One decode step's attention for the bundle's LM on CPU, an XLA FFI custom call:
+//   out (B, H, D) = softmax(q . k^T + bias) . v for each (row, head), with
+//   q (B, H, D), k and v (B, H, L, D) (the heads-major caches), bias (1 or B, 1 or H, L).
+// The mask is in the bias: a masked key's bias is layers.NEG_INF (-1e10), and its weight is
+// exactly 0, so keys past the last unmasked one are not read at all (the self-attention cache
+// beyond the current step). In XLA the same step is two batched dots of B * H tiny products,
+// each on one thread, plus four fusions for the softmax, all reading the whole cache.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+#include "shared_tasks.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// Below any real score: layers.NEG_INF is -1e10 and scores are at most a few hundred.
+constexpr float kMasked = -1e9f;
+
+struct Work {
+  const float *q, *k, *v, *bias;
+  float* out;
+  int64_t heads, length, dim, bias_rows, bias_heads;
+  mgpt::Tasks tasks;
+};
+
+float Dot(const float* __restrict a, const float* __restrict b, int64_t n) {
+  int64_t i = 0;
+  float sum = 0.f;
+#ifdef __AVX512F__
+  __m512 acc = _mm512_setzero_ps();
+  for (; i + 16 <= n; i += 16)
+    acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+  sum = _mm512_reduce_add_ps(acc);
+#endif
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+// s[i] = exp(s[i] - max) in place; returns their sum. Differences below -87 give 0 (float32's
+// exp underflows there too).
+float ExpSum(float* s, int64_t n, float max) {
+  int64_t i = 0;
+  float total = 0.f;
+#ifdef __AVX512F__
+  // exp(x) = 2^j * p(r), j = round(x / ln 2), r = x - j ln 2 (in two parts), p of degree 6.
+  const __m512 log2e = _mm512_set1_ps(1.44269504f), ln2_hi = _mm512_set1_ps(0.693359375f),
+               ln2_lo = _mm512_set1_ps(-2.12194440e-4f), floor = _mm512_set1_ps(-87.f);
+  const __m512 top = _mm512_set1_ps(max);
+  __m512 acc = _mm512_setzero_ps();
+  for (; i + 16 <= n; i += 16) {
+    const __m512 x = _mm512_sub_ps(_mm512_loadu_ps(s + i), top);
+    const __mmask16 live = _mm512_cmp_ps_mask(x, floor, _CMP_GE_OQ);
+    const __m512 xc = _mm512_max_ps(x, floor);
+    const __m512 j = _mm512_roundscale_ps(_mm512_mul_ps(xc, log2e),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(j, ln2_hi, xc);
+    r = _mm512_fnmadd_ps(j, ln2_lo, r);
+    __m512 p = _mm512_set1_ps(1.f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+    const __m512 e = _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, j));
+    _mm512_storeu_ps(s + i, e);
+    acc = _mm512_add_ps(acc, e);
+  }
+  total = _mm512_reduce_add_ps(acc);
+#endif
+  for (; i < n; ++i) {
+    const float x = s[i] - max;
+    s[i] = x < -87.f ? 0.f : std::exp(x);
+    total += s[i];
+  }
+  return total;
+}
+
+void Task(const Work& s, int64_t t, int64_t /*next*/) {
+  const int64_t row = t / s.heads, head = t % s.heads, d = s.dim;
+  const float* q = s.q + t * d;
+  const float* k = s.k + t * s.length * d;
+  const float* v = s.v + t * s.length * d;
+  const float* bias = s.bias + ((s.bias_rows == 1 ? 0 : row) * s.bias_heads +
+                                (s.bias_heads == 1 ? 0 : head)) * s.length;
+  int64_t n = s.length;
+  while (n > 0 && bias[n - 1] <= kMasked) --n;
+  if (n == 0) n = s.length;  // all masked: uniform over every key, as XLA's softmax gives
+
+  thread_local std::vector<float> buffer;
+  buffer.resize(std::max<int64_t>(n, 16));
+  float* scores = buffer.data();
+  float max = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) {
+    scores[j] = Dot(q, k + j * d, d) + bias[j];
+    max = std::max(max, scores[j]);
+  }
+  const float inverse = 1.f / ExpSum(scores, n, max);
+
+  float* out = s.out + t * d;
+  std::fill(out, out + d, 0.f);
+  for (int64_t j = 0; j < n; ++j) {
+    const float p = scores[j];
+    if (p == 0.f) continue;
+    const float* vj = v + j * d;
+    for (int64_t c = 0; c < d; ++c) out[c] += p * vj[c];
+  }
+  for (int64_t c = 0; c < d; ++c) out[c] *= inverse;
+}
+
+ffi::Error DecodeAttention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
+                           ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> v,
+                           ffi::Buffer<ffi::F32> bias, ffi::ResultBuffer<ffi::F32> out) {
+  const auto qd = q.dimensions(), kd = k.dimensions(), vd = v.dimensions(),
+             bd = bias.dimensions(), od = out->dimensions();
+  const bool ok = qd.size() == 3 && kd.size() == 4 && vd.size() == 4 && bd.size() == 3 &&
+                  od.size() == 3 && kd[0] == qd[0] && kd[1] == qd[1] && kd[3] == qd[2] &&
+                  std::equal(kd.begin(), kd.end(), vd.begin()) &&
+                  (bd[0] == 1 || bd[0] == qd[0]) && (bd[1] == 1 || bd[1] == qd[1]) &&
+                  bd[2] == kd[2] && std::equal(qd.begin(), qd.end(), od.begin());
+  if (!ok) {
+    return ffi::Error::InvalidArgument(
+        "mgpt_decode_attention: expected q (B, H, D), k and v (B, H, L, D), bias (1 or B, "
+        "1 or H, L) and out (B, H, D)");
+  }
+  auto s = std::make_shared<Work>();
+  s->q = q.typed_data();
+  s->k = k.typed_data();
+  s->v = v.typed_data();
+  s->bias = bias.typed_data();
+  s->out = out->typed_data();
+  s->heads = qd[1];
+  s->length = kd[2];
+  s->dim = qd[2];
+  s->bias_rows = bd[0];
+  s->bias_heads = bd[1];
+  s->tasks.count = qd[0] * qd[1];
+  mgpt::RunShared(pool, s, 2 * s->tasks.count * s->length * s->dim, Task);
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MgptDecodeAttention, DecodeAttention,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
