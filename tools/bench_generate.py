@@ -9,7 +9,8 @@ from a 32-token prompt, batch 1 and 32; EOS is held back for 51 tokens on both s
 (min_new_tokens; the bundle's min_length) and both mask the embedding rows past the vocabulary
 (ours: the bundle's vocab_limit; transformers: a logits processor), so the answers are
 identical and the work the same (the agreement is printed). tiny is the
-quickstart's vocabulary (1152 rows); mini is the quickstart's model.
+quickstart's vocabulary (1152 rows); mini is the quickstart's model. The sides are timed in
+turns of 0.5 s blocks, for at least 2 s each, and each reports its median.
 
 Floors: at batch 1 a step must read every decoder weight once (plus the encoder's, once per
 answer): weight bytes / the memory bandwidth measured here (a large jnp.sum); at batch 32 it
@@ -25,8 +26,10 @@ compute their large matrices with it, kernel_layers.py) and torch.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import statistics
 import tempfile
 import time
 
@@ -47,6 +50,7 @@ from mgpt_jax.inference.tokenize_dataset import Tokenizer
 from mgpt_jax.tokenizer.vqvae import MotionVQVAE, VQConfig
 
 PROMPT, NEW_TOKENS = 32, 51
+MIN_SECONDS = 2.0  # each side's answers are timed for at least this long
 # mini is the quickstart's model (gin/models/t5_mini.gin) with its vocabulary's rows; tiny has
 # the same rows.
 ROWS = {"tiny": 1152, "mini": 1152, "small": 32640, "base": 32640}
@@ -54,6 +58,26 @@ BYTES = {"float32": 4.0, "bfloat16": 2.0, "int8": 1.0}  # per weight (int8's sca
 GOALS = {("small", 1): "floor", ("base", 1): "floor", ("mini", 1): 20.0, ("mini", 32): 10.0}
 TEXTS = ["a person walks forward", "someone jumps up and down", "a man waves his left hand",
          "the person turns around slowly", "a woman kicks with her right foot"] * 4
+
+
+def alternating_times(sides: dict, repeats: int, min_seconds: float,
+                      block_seconds: float = 0.5) -> dict:
+  """Median seconds of each side's call. The sides take turns in blocks of calls of at least
+  `block_seconds` (and `repeats` calls), until each has run `min_seconds`: this host's speed
+  drifts by tens of percent within a minute, and a drift then slows every side alike. A
+  block's first call is not counted: torch's OpenMP threads spin on after its calls and would
+  slow the next side's first call."""
+  times = {name: [] for name in sides}
+  while min(map(sum, times.values())) < min_seconds:
+    for name, fn in sides.items():
+      fn()
+      block = []
+      while len(block) < repeats or sum(block) < block_seconds:
+        start = time.perf_counter()
+        fn()
+        block.append(time.perf_counter() - start)
+      times[name] += block
+  return {name: statistics.median(t) for name, t in times.items()}
 
 
 def memory_bandwidth(gib: float = 1.0) -> float:
@@ -215,18 +239,18 @@ def main():
         enc = prompts(batch, limit)
         hf_generate = run_hf(hf, enc, limit)
         theirs = hf_generate()[:, 1:].numpy()
-        t_hf = median_time(hf_generate, args.repeats)
-        hf_rate = batch * NEW_TOKENS / t_hf
-        fp32_rate = None
+        sides = {"hf": hf_generate}
         for dtype in dtypes:
-          bundle = built["bundles"][dtype]
-          ours = lambda: bundle.generate_ids(enc, NEW_TOKENS, min_length=NEW_TOKENS)  # noqa: E731
-          ids, lengths = ours()
+          sides[dtype] = functools.partial(built["bundles"][dtype].generate_ids, enc,
+                                           NEW_TOKENS, min_length=NEW_TOKENS)
+        seconds = alternating_times(sides, args.repeats, MIN_SECONDS)
+        hf_rate = batch * NEW_TOKENS / seconds["hf"]
+        for dtype in dtypes:
+          ids, _ = sides[dtype]()
           width = min(theirs.shape[1], ids.shape[1])
           same = float(np.mean(ids[:, :width] == theirs[:, :width]))
-          seconds = median_time(ours, args.repeats)
-          rate = batch * NEW_TOKENS / seconds
-          fp32_rate = fp32_rate or rate
+          rate = batch * NEW_TOKENS / seconds[dtype]
+          fp32_rate = batch * NEW_TOKENS / seconds[dtypes[0]]
           step_bytes, encoder_bytes, flops = decoder_bytes_and_flops(built["weights"],
                                                                      BYTES[dtype])
           if batch == 1:

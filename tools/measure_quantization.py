@@ -11,7 +11,8 @@ fraction of whole answers identical, the fraction of next tokens identical when 
 float32's answer so far (teacher-forced argmax: no such cascade), and the teacher-forced
 logit error on float32's answers (max and mean |difference|, and the mean relative to the
 float32 logits' standard deviation), computed by the Flax model on the parameters the bundle
-holds, in the bundle's compute dtype.
+holds, in the bundle's compute dtype; then how far float32's chosen tokens lead the runner-up,
+the margins a dtype's error can flip.
 """
 from __future__ import annotations
 
@@ -87,6 +88,9 @@ def main():
           "same next token (teacher-forced) | mean abs | mean / logit std |")
     print("|---|---|---|---|---|---|---|---|")
     scale = float(base_logits[valid].std())
+    vocab = reference.config["vocab_size"]  # rows past it pad the table and are never chosen
+    top2 = np.sort(base_logits[..., :vocab], axis=-1)[..., -2:][valid]
+    margins = top2[:, 1] - top2[:, 0]
     for dtype, system in systems.items():
       ours, n = system.generate_ids(tokens, args.max_length)
       same = (ours == ids) & valid
@@ -94,12 +98,16 @@ def main():
                        for i in range(len(ids))])
       logits = teacher_forced_logits(system, tokens, answers)
       error = np.abs(logits - base_logits)[valid]
-      vocab = system.config["vocab_size"]  # rows past it pad the table and are never chosen
       forced = (logits[..., :vocab].argmax(-1) == base_logits[..., :vocab].argmax(-1))[valid]
       size = os.path.getsize(os.path.join(system.bundle_dir, "lm_params.npz"))
       print(f"| {dtype} | {size / 1e6:.1f} MB | {same.sum() / valid.sum():.1%} | {whole:.1%} | "
             f"{error.max():.4f} | {forced.mean():.1%} | {error.mean():.5f} | "
             f"{error.mean() / scale:.5f} |")
+    # A greedy choice whose lead over the runner-up is below a dtype's logit error can flip,
+    # and one flip changes the rest of a free-running answer.
+    cuts = np.percentile(margins, [0.5, 1, 2, 5])
+    print("\nfloat32's lead of its chosen token over the runner-up (teacher-forced logits): "
+          + ", ".join(f"{p}% of choices under {c:.4f}" for p, c in zip((0.5, 1, 2, 5), cuts)))
 
 
 if __name__ == "__main__":
