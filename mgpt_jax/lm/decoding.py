@@ -119,15 +119,21 @@ class LogitsProcessor:
   constraint: MotionSpanConstraint | None = None
   ignore_eos: bool = False
 
-  def __call__(self, logits, prev, step):
+  def __call__(self, logits, prev, step, min_length=None):
+    """min_length: a traced step count before which EOS is masked too."""
     logits = logits.astype(jnp.float32)
-    n, vocab = logits.shape
-    # Column writes, done in place, instead of a select over the whole (N, vocab) array.
-    if self.vocab_limit is not None and self.vocab_limit < vocab:
-      logits = jax.lax.dynamic_update_slice(
-          logits, jnp.full((n, vocab - self.vocab_limit), NEG_INF), (0, self.vocab_limit))
+    # One select by column, which XLA fuses into what reads the logits. Column writes
+    # (dynamic_update_slice) were not done in place on the CPU kernels' logits: XLA copied
+    # the (N, vocab) array four times a step (0.7 ms of small's 20 ms at batch 32).
+    column = jnp.arange(logits.shape[-1])
+    masked = jnp.zeros(logits.shape[-1:], bool)
+    if self.vocab_limit is not None and self.vocab_limit < logits.shape[-1]:
+      masked |= column >= self.vocab_limit
     if self.ignore_eos:
-      logits = jax.lax.dynamic_update_slice(logits, jnp.full((n, 1), NEG_INF), (0, self.eos_id))
+      masked |= column == self.eos_id
+    if min_length is not None:
+      masked |= (column == self.eos_id) & (step < min_length)
+    logits = jnp.where(masked, NEG_INF, logits)
     if self.constraint is not None:
       logits = self.constraint.apply(logits, prev, step, self.max_len)
     return logits
@@ -337,11 +343,6 @@ def generate(module, options: DecodeOptions, params, encoder_input_tokens, rng=N
                   "top_k": top_k, "top_p": top_p, "forced": forced})
 
 
-def _suppress_eos_before(process, min_length, eos_id, logits, prev, step):
-  logits = process(logits, prev, step)
-  return logits.at[:, eos_id].set(jnp.where(step < min_length, NEG_INF, logits[:, eos_id]))
-
-
 def _decode(module, options: DecodeOptions, params, encoder_input_tokens, rng,
             dynamic=None) -> DecodeResult:
   o = options
@@ -358,7 +359,7 @@ def _decode(module, options: DecodeOptions, params, encoder_input_tokens, rng,
   encoded = module.apply({"params": params}, tokens, enable_dropout=False, method=module.encode)
   process = LogitsProcessor(max_len, o.eos_id, o.vocab_limit, o.constraint, o.ignore_eos)
   if "min_length" in dynamic:  # no EOS before step min_length (transformers' min_new_tokens)
-    process = functools.partial(_suppress_eos_before, process, dynamic["min_length"], o.eos_id)
+    process = functools.partial(process, min_length=dynamic["min_length"])
   if o.method == "beam":
     if 2 * o.num_beams > vocab:
       raise ValueError(f"num_beams {o.num_beams}: expected <= vocab_size / 2 = {vocab // 2}")
