@@ -1,5 +1,5 @@
-"""The CPU kernels (inference/cpu_kernels.py), the int8 and panel layouts and the layers that use
-them (inference/kernel_layers.py)."""
+"""The CPU kernels (inference/cpu_kernels.py: int8, panel and decode-step attention), the int8 and
+panel layouts and the layers that use them (inference/kernel_layers.py)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
