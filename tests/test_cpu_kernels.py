@@ -1,5 +1,5 @@
-"""The CPU kernels (inference/cpu_kernels.py: int8, panel and decode-step attention), the int8 and
-panel layouts and the layers that use them (inference/kernel_layers.py)."""
+"""The CPU kernels (inference/cpu_kernels.py: int8, panel and attention), the int8 and panel
+layouts and the layers that use them (inference/kernel_layers.py)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -180,37 +180,42 @@ def test_panel_layers_compute_what_the_float_model_computes(tied):
   forced = np.full((3, 12), -1, np.int32)
   plain, kernels = (np.asarray(f(p, enc, 12, 0, forced)[0]) for f, p in zip(fns, (params, tree)))
   np.testing.assert_array_equal(kernels, plain)
-  # A step's self and cross attention in each decoder layer go through the attention kernel.
+  # The encoder's attention, and a step's self and cross attention in each decoder layer, go
+  # through the attention kernel.
   compiled = fns[1].lower(tree, enc, 12, 0, forced).compile().as_text()
-  assert compiled.count(cpu_kernels.ATTENTION) == 2 * config.num_decoder_layers
+  assert compiled.count(cpu_kernels.ATTENTION) == (config.num_encoder_layers
+                                                   + 2 * config.num_decoder_layers)
 
 
-def _attention_case(b, h, length, d, seed, cross):
+def _attention_case(b, h, length, d, seed, cross, queries=1):
   rng = np.random.default_rng(seed)
-  q = rng.standard_normal((b, 1, h, d)).astype(np.float32)
+  q = rng.standard_normal((b, queries, h, d)).astype(np.float32)
   k, v = (rng.standard_normal((b, length, h, d)).astype(np.float32) * 2 for _ in range(2))
-  if cross:  # the encoder's padding: a mask per row, no bias
+  if cross:  # the prompt's padding: a mask per row, no bias
     mask, bias = rng.random((b, 1, 1, length)) < 0.7, None
     mask[..., -2:] = False
     mask[0] = False  # a row with every key masked: uniform weights, as XLA's softmax gives
-  else:  # a decode step: the keys up to it, and a bias per head
-    mask = (np.arange(length) < seed % length + 1)[None, None, None, :]
-    bias = rng.standard_normal((1, h, 1, length)).astype(np.float32)
+  else:  # decode steps (or, with queries, causal positions) with a bias per head
+    last = seed % length + np.arange(queries)[:, None] - queries + 1
+    mask = (np.arange(length) <= np.maximum(last, 0))[None, None]
+    bias = rng.standard_normal((1, h, queries, length)).astype(np.float32)
   return q, k, v, mask, bias
 
 
 @needs_kernel
-@pytest.mark.parametrize("b,h,length,d,cross", [(1, 4, 40, 32, False), (3, 2, 19, 20, True),
-                                                (32, 8, 64, 64, False), (5, 3, 33, 64, True),
-                                                (2, 1, 1, 16, False)])
-def test_attention_kernel_matches_the_layer(b, h, length, d, cross):
-  # One step of layers.MultiHeadAttention.attend, through the kernel: the masked tail of the
-  # self-attention cache is skipped, 32 x 8 rows run on the pool, d need not be a multiple of 16.
-  q, k, v, mask, bias = _attention_case(b, h, length, d, b * length + d, cross)
+@pytest.mark.parametrize("b,h,length,d,cross,queries", [
+    (1, 4, 40, 32, False, 1), (3, 2, 19, 20, True, 1), (32, 8, 64, 64, False, 1),
+    (5, 3, 33, 64, True, 1), (2, 1, 1, 16, False, 1), (3, 2, 24, 32, True, 24),
+    (2, 4, 17, 16, False, 9)])
+def test_attention_kernel_matches_the_layer(b, h, length, d, cross, queries):
+  # layers.MultiHeadAttention.attend through the kernel: decode steps (the masked tail of the
+  # self-attention cache is skipped; 32 x 8 rows run on the pool; d need not be a multiple of
+  # 16), an encoder's padded prompts and causal positions.
+  q, k, v, mask, bias = _attention_case(b, h, length, d, b * length + d, cross, queries)
   weights = layers.attention_weights(q.astype(np.float64), k.astype(np.float64), mask, bias)
   want = np.einsum("bhqk,bkhd->bqhd", weights, v.astype(np.float64))
-  got = np.asarray(jax.jit(kernel_layers._decode_attention)(q, k, v, mask, bias))
-  assert got.shape == (b, 1, h, d) and got.dtype == np.float32
+  got = np.asarray(jax.jit(kernel_layers.attention)(q, k, v, mask, bias))
+  assert got.shape == (b, queries, h, d) and got.dtype == np.float32
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5)
 
 
@@ -219,14 +224,15 @@ def test_attention_kernel_under_a_symbolic_batch_export():
   (b,) = jax.export.symbolic_shape("b")
   spec = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
   exported = jax.export.export(
-      jax.jit(cpu_kernels.decode_attention), platforms=["cpu"],
+      jax.jit(cpu_kernels.attention), platforms=["cpu"],
       disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(cpu_kernels.ATTENTION)])(
-          spec(b, 2, 16), spec(b, 2, 9, 16), spec(b, 2, 9, 16), spec(1, 2, 9))
+          spec(b, 2, 1, 16), spec(b, 2, 9, 16), spec(b, 2, 9, 16), spec(1, 2, 1, 9))
   restored = jax.export.deserialize(exported.serialize())
+  heads_major = lambda x: x.transpose(0, 2, 1, 3)
   for batch in (1, 3):
     q, k, v, mask, bias = _attention_case(batch, 2, 9, 16, batch, False)
-    scores_bias = np.where(mask, bias, layers.NEG_INF)[:, :, 0]
-    heads_major = lambda x: x.transpose(0, 2, 1, 3)
-    got = restored.call(q[:, 0], heads_major(k), heads_major(v), scores_bias)
-    want = jax.jit(kernel_layers._decode_attention)(q, k, v, mask, bias)[:, 0]
-    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-6)
+    scores_bias = np.where(mask, bias, layers.NEG_INF)
+    got = restored.call(heads_major(q), heads_major(k), heads_major(v), scores_bias)
+    want = jax.jit(kernel_layers.attention)(q, k, v, mask, bias)
+    np.testing.assert_allclose(np.asarray(heads_major(got)), np.asarray(want), rtol=1e-6,
+                               atol=1e-6)

@@ -3,7 +3,7 @@
     cpu_kernels.register()                    # builds kernels/*.cc once (cached) and loads them
     y = cpu_kernels.int8_matmul(x, w, scale)  # x (..., K), w (N, K) int8, scale (N,)
     y = cpu_kernels.panel_matmul(x, panels, n)  # x (..., K), panels = to_panels(w (K, N))
-    out = cpu_kernels.decode_attention(q, k, v, bias)  # one decode step's attention
+    out = cpu_kernels.attention(q, k, v, bias)  # heads-major q, k, v; the mask in the bias
 
 int8_matmul: XLA:CPU turns an int8 matrix into float32 before every dot, reading and writing
 five times the bytes the int8 holds; the kernel converts each weight in registers instead, so
@@ -11,10 +11,11 @@ a decode step at batch 1 reads a quarter of float32's bytes.
 panel_matmul: XLA:CPU runs each dot of a decode step on one thread; the kernel shares a
 product's 48-column panels among the intra-op pool's threads and streams each panel
 contiguously (README: generation benchmark).
-decode_attention: in XLA a decode step's attention is two batched dots of batch x heads tiny
-products, each on one thread, and four softmax fusions, all over the whole cache; the kernel
-computes each (row, head) in one pass, shares them among the pool's threads, and stops at the
-last unmasked key (the self-attention cache past the current step is never read).
+attention: in XLA a decode step's attention is two batched dots of batch x heads tiny
+products, each on one thread, and four softmax fusions, all over the whole cache (the encoder's:
+YNNPACK fusions at 8 GFLOP/s); the kernel computes each (row, head, query) in one pass, shares
+them among the pool's threads, and stops at the query's last unmasked key (the self-attention
+cache past the current step, a prompt's padding are never read).
 
 Both are compiled for this machine's CPU (-march=native) with the C++ compiler of $CXX (default
 g++) against jaxlib's FFI headers, into $MGPT_JAX_CACHE (default ~/.cache/mgpt_jax)/kernels/
@@ -37,11 +38,11 @@ import numpy as np
 
 # FFI target -> the handler symbol its source exports.
 TARGETS = {"mgpt_int8_matmul": "MgptInt8Matmul", "mgpt_panel_matmul": "MgptPanelMatmul",
-           "mgpt_decode_attention": "MgptDecodeAttention"}
+           "mgpt_attention": "MgptAttention"}
 INT8, PANELS, ATTENTION = TARGETS
 KERNELS = os.path.join(os.path.dirname(__file__), "kernels")
 SOURCES = tuple(os.path.join(KERNELS, name)
-                for name in ("int8_matmul.cc", "panel_matmul.cc", "decode_attention.cc"))
+                for name in ("int8_matmul.cc", "panel_matmul.cc", "attention.cc"))
 HEADERS = (os.path.join(KERNELS, "shared_tasks.h"),)
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-shared", "-std=c++17", "-w")
 PANEL = 48  # columns per panel (kernels/panel_matmul.cc)
@@ -143,9 +144,10 @@ def panel_matmul(x, panels, n: int):
   return call(rows, panels).reshape(*lead, n)
 
 
-def decode_attention(q, k, v, bias):
-  """softmax(q . k^T + bias) . v per (row, head): q (B, H, D), k and v (B, H, L, D), bias
-  (1 or B, 1 or H, L) float32 holding the mask as layers.NEG_INF -> (B, H, D) float32."""
+def attention(q, k, v, bias):
+  """softmax(q . k^T + bias) . v per (row, head, query): q (B, H, Q, D), k and v (B, H, L, D),
+  bias (1 or B, 1 or H, 1 or Q, L) float32 holding the mask as layers.NEG_INF -> (B, H, Q, D)
+  float32; B may be symbolic (jax.export)."""
   f32 = lambda x: x.astype(jnp.float32)
   call = jax.ffi.ffi_call(ATTENTION, jax.ShapeDtypeStruct(q.shape, jnp.float32))
   return call(f32(q), f32(k), f32(v), f32(bias))

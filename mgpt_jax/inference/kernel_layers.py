@@ -6,8 +6,8 @@
       module.apply({"params": tree}, ...)
 
 A Flax method interceptor swaps the layer's product for the kernel's where the layer's
-parameter is a panel or quantized node, and the attention of one query position (a decode
-step) for the attention kernel's; every other parameter and layer computes as before.
+parameter is a panel or quantized node, and the attention (without dropout: inference) for the
+attention kernel's; every other parameter and layer computes as before.
 """
 from __future__ import annotations
 
@@ -65,17 +65,17 @@ def _trailing_inputs(module: layers.DenseGeneral, x) -> tuple[tuple[int, ...], i
   return x.shape[:x.ndim - len(axes)], math.prod(x.shape[x.ndim - len(axes):])
 
 
-def _decode_attention(query, key, value, mask=None, bias=None):
-  """layers.MultiHeadAttention.attend of one query position through the attention kernel."""
-  b, _, h, d = query.shape
+def attention(query, key, value, mask=None, bias=None):
+  """layers.MultiHeadAttention.attend through the attention kernel: (batch, q, heads, kv)."""
   scores_bias = (jnp.zeros((1, 1, 1, key.shape[1]), jnp.float32) if bias is None
                  else bias.astype(jnp.float32))
   if mask is not None:  # the kernel reads the mask from the bias
     scores_bias = jnp.where(mask, scores_bias, layers.NEG_INF)
-  heads_major = lambda x: x.transpose(0, 2, 1, 3)  # undoes the caches' own turn: no copy
-  out = cpu_kernels.decode_attention(query.reshape(b, h, d), heads_major(key),
-                                     heads_major(value), scores_bias[:, :, 0, :])
-  return out.reshape(b, 1, h, d)
+  # At a decode step this undoes the caches' own turn to heads-major: no copy.
+  heads_major = lambda x: x.transpose(0, 2, 1, 3)
+  out = cpu_kernels.attention(heads_major(query), heads_major(key), heads_major(value),
+                              scores_bias)
+  return heads_major(out)
 
 
 def _layer(next_fun, args, kwargs, context):
@@ -91,9 +91,8 @@ def _layer(next_fun, args, kwargs, context):
       else:
         y = cpu_kernels.int8_matmul(x, node["int8"].reshape(-1, k), node["scale"])
       return y.reshape(*lead, *features).astype(module.dtype)
-  if (isinstance(module, layers.MultiHeadAttention) and method == "attend"
-      and args[0].shape[1] == 1):  # one query position: a decode step
-    return _decode_attention(*args).astype(module.dtype)
+  if isinstance(module, layers.MultiHeadAttention) and method == "attend":
+    return attention(*args).astype(module.dtype)
   if isinstance(module, layers.Embed) and method in ("__call__", "attend"):
     node = module.variables.get("params", {}).get("embedding")
     if quantize.is_quantized(node):
@@ -110,6 +109,6 @@ def _layer(next_fun, args, kwargs, context):
 def kernel_layers():
   """Inside, DenseGeneral and Embed layers whose parameter is a panel or quantized node compute
   through the CPU kernels instead of a float copy in the model's layout, and so does the
-  attention of a decode step."""
+  attention."""
   with nn.intercept_methods(_layer):
     yield

@@ -1,5 +1,5 @@
 // A product split into tasks, shared with XLA's intra-op thread pool (int8_matmul.cc,
-// panel_matmul.cc, decode_attention.cc).
+// panel_matmul.cc, attention.cc).
 #ifndef MGPT_JAX_KERNELS_SHARED_TASKS_H_
 #define MGPT_JAX_KERNELS_SHARED_TASKS_H_
 

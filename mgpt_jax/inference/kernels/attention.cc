@@ -1,10 +1,12 @@
-// One decode step's attention for the bundle's LM on CPU, an XLA FFI custom call:
-//   out (B, H, D) = softmax(q . k^T + bias) . v for each (row, head), with
-//   q (B, H, D), k and v (B, H, L, D) (the heads-major caches), bias (1 or B, 1 or H, L).
+// Attention for the bundle's LM on CPU, an XLA FFI call:
+//   out (B, H, Q, D) = softmax(q . k^T + bias) . v for each (row, head, query), with
+//   q (B, H, Q, D), k and v (B, H, L, D) (heads-major, as the decode caches are), bias
+//   (1 or B, 1 or H, 1 or Q, L).
 // The mask is in the bias: a masked key's bias is layers.NEG_INF (-1e10), and its weight is
-// exactly 0, so keys past the last unmasked one are not read at all (the self-attention cache
-// beyond the current step). In XLA the same step is two batched dots of B * H tiny products,
-// each on one thread, plus four fusions for the softmax, all reading the whole cache.
+// exactly 0, so keys past a query's last unmasked one are not read at all (the self-attention
+// cache beyond the current step, a prompt's padding). In XLA the same is two batched dots of
+// B * H small products, each on one thread (a decode step), or YNNPACK fusions that ran at 8
+// GFLOP/s (the encoder), plus four fusions for the softmax, all over every key.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -28,7 +30,7 @@ constexpr float kMasked = -1e9f;
 struct Work {
   const float *q, *k, *v, *bias;
   float* out;
-  int64_t heads, length, dim, bias_rows, bias_heads;
+  int64_t heads, queries, length, dim, bias_rows, bias_heads, bias_queries;
   bool prefetch;  // only for work shared among threads: alone, a thread's next task's keys
                   // follow this one's in memory and the hardware streams them
   mgpt::Tasks tasks;
@@ -100,26 +102,10 @@ struct Ahead {
   }
 };
 
-// While one (row, head) computes, the keys and values of the one its thread does next are
-// requested, as many as this one reads (the caches come from DRAM in a step: base's 12
-// layers at batch 32 hold 151 MB).
-void Task(const Work& s, int64_t t, int64_t next) {
-  const int64_t row = t / s.heads, head = t % s.heads, d = s.dim;
-  const float* q = s.q + t * d;
-  const float* k = s.k + t * s.length * d;
-  const float* v = s.v + t * s.length * d;
-  const float* bias = s.bias + ((s.bias_rows == 1 ? 0 : row) * s.bias_heads +
-                                (s.bias_heads == 1 ? 0 : head)) * s.length;
-  int64_t n = s.length;
-  while (n > 0 && bias[n - 1] <= kMasked) --n;
-  if (n == 0) n = s.length;  // all masked: uniform over every key, as XLA's softmax gives
-
-  const int64_t lines =
-      s.prefetch && next < s.tasks.count ? (n * d * sizeof(float) + 63) / 64 : 0;
-  const int64_t per_key = (lines + n - 1) / n;
-  Ahead keys{reinterpret_cast<const char*>(s.k + next * s.length * d), lines, per_key};
-  Ahead values{reinterpret_cast<const char*>(s.v + next * s.length * d), lines, per_key};
-
+// The output of one query whose first n keys are read (n >= 1).
+void Query(const Work& s, const float* q, const float* k, const float* v, const float* bias,
+           int64_t n, Ahead& keys, Ahead& values, float* out) {
+  const int64_t d = s.dim;
   thread_local std::vector<float> buffer;
   buffer.resize(std::max<int64_t>(n, 16));
   float* scores = buffer.data();
@@ -130,8 +116,6 @@ void Task(const Work& s, int64_t t, int64_t next) {
     max = std::max(max, scores[j]);
   }
   const float inverse = 1.f / ExpSum(scores, n, max);
-
-  float* out = s.out + t * d;
   std::fill(out, out + d, 0.f);
   for (int64_t j = 0; j < n; ++j) {
     values.Step();
@@ -143,20 +127,59 @@ void Task(const Work& s, int64_t t, int64_t next) {
   for (int64_t c = 0; c < d; ++c) out[c] *= inverse;
 }
 
-ffi::Error DecodeAttention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
-                           ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> v,
-                           ffi::Buffer<ffi::F32> bias, ffi::ResultBuffer<ffi::F32> out) {
+// Task t is (row, head) t, every query of it. A query with every key masked (a prompt's
+// padding) gets uniform weights, as XLA's softmax gives: the mean of the values, computed once.
+// While the first query computes, the keys and values of the (row, head) the thread does next
+// are requested, as many as it reads (the caches come from DRAM in a decode step: base's 12
+// layers at batch 32 hold 151 MB).
+void Task(const Work& s, int64_t t, int64_t next) {
+  const int64_t row = t / s.heads, head = t % s.heads, d = s.dim, length = s.length;
+  const float* k = s.k + t * length * d;
+  const float* v = s.v + t * length * d;
+  const float* bias = s.bias + ((s.bias_rows == 1 ? 0 : row) * s.bias_heads +
+                                (s.bias_heads == 1 ? 0 : head)) * s.bias_queries * length;
+  thread_local std::vector<float> mean;
+  bool have_mean = false;
+  for (int64_t query = 0; query < s.queries; ++query) {
+    const float* query_bias = bias + (s.bias_queries == 1 ? 0 : query) * length;
+    float* out = s.out + (t * s.queries + query) * d;
+    int64_t n = length;
+    while (n > 0 && query_bias[n - 1] <= kMasked) --n;
+    if (n == 0) {
+      if (!have_mean) {
+        mean.assign(d, 0.f);
+        for (int64_t j = 0; j < length; ++j)
+          for (int64_t c = 0; c < d; ++c) mean[c] += v[j * d + c];
+        for (int64_t c = 0; c < d; ++c) mean[c] *= 1.f / length;
+        have_mean = true;
+      }
+      std::copy(mean.begin(), mean.end(), out);
+      continue;
+    }
+    const bool ahead = query == 0 && s.prefetch && next < s.tasks.count;
+    const int64_t lines = ahead ? (n * d * sizeof(float) + 63) / 64 : 0;
+    const int64_t per_key = (lines + n - 1) / n;
+    Ahead keys{reinterpret_cast<const char*>(s.k + next * length * d), lines, per_key};
+    Ahead values{reinterpret_cast<const char*>(s.v + next * length * d), lines, per_key};
+    Query(s, s.q + (t * s.queries + query) * d, k, v, query_bias, n, keys, values, out);
+  }
+}
+
+ffi::Error Attention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
+                     ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::F32> bias,
+                     ffi::ResultBuffer<ffi::F32> out) {
   const auto qd = q.dimensions(), kd = k.dimensions(), vd = v.dimensions(),
              bd = bias.dimensions(), od = out->dimensions();
-  const bool ok = qd.size() == 3 && kd.size() == 4 && vd.size() == 4 && bd.size() == 3 &&
-                  od.size() == 3 && kd[0] == qd[0] && kd[1] == qd[1] && kd[3] == qd[2] &&
+  const bool ok = qd.size() == 4 && kd.size() == 4 && vd.size() == 4 && bd.size() == 4 &&
+                  od.size() == 4 && kd[0] == qd[0] && kd[1] == qd[1] && kd[3] == qd[3] &&
                   std::equal(kd.begin(), kd.end(), vd.begin()) &&
                   (bd[0] == 1 || bd[0] == qd[0]) && (bd[1] == 1 || bd[1] == qd[1]) &&
-                  bd[2] == kd[2] && std::equal(qd.begin(), qd.end(), od.begin());
+                  (bd[2] == 1 || bd[2] == qd[2]) && bd[3] == kd[2] &&
+                  std::equal(qd.begin(), qd.end(), od.begin());
   if (!ok) {
     return ffi::Error::InvalidArgument(
-        "mgpt_decode_attention: expected q (B, H, D), k and v (B, H, L, D), bias (1 or B, "
-        "1 or H, L) and out (B, H, D)");
+        "mgpt_attention: expected q (B, H, Q, D), k and v (B, H, L, D), bias (1 or B, 1 or H, "
+        "1 or Q, L) and out (B, H, Q, D)");
   }
   auto s = std::make_shared<Work>();
   s->q = q.typed_data();
@@ -165,12 +188,14 @@ ffi::Error DecodeAttention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
   s->bias = bias.typed_data();
   s->out = out->typed_data();
   s->heads = qd[1];
+  s->queries = qd[2];
   s->length = kd[2];
-  s->dim = qd[2];
+  s->dim = qd[3];
   s->bias_rows = bd[0];
   s->bias_heads = bd[1];
+  s->bias_queries = bd[2];
   s->tasks.count = qd[0] * qd[1];
-  const int64_t multiply_adds = 2 * s->tasks.count * s->length * s->dim;
+  const int64_t multiply_adds = 2 * s->tasks.count * s->queries * s->length * s->dim;
   s->prefetch = multiply_adds >= mgpt::kParallelWork;
   mgpt::RunShared(pool, s, multiply_adds, Task);
   return ffi::Error::Success();
@@ -178,7 +203,7 @@ ffi::Error DecodeAttention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(MgptDecodeAttention, DecodeAttention,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MgptAttention, Attention,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
