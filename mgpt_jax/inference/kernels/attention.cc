@@ -49,8 +49,8 @@ float Dot(const float* __restrict a, const float* __restrict b, int64_t n) {
   return sum;
 }
 
-// s[i] = exp(s[i] - max) in place; returns their sum. Differences below -87 give 0 (float32's
-// exp underflows there too).
+// s[i] = exp(s[i] - max) in place; returns their sum. Differences below -87 give 0 (exp(-87)
+// is near float32's smallest normal; such weights add nothing a sum of at least 1 can hold).
 float ExpSum(float* s, int64_t n, float max) {
   int64_t i = 0;
   float total = 0.f;
@@ -89,7 +89,7 @@ float ExpSum(float* s, int64_t n, float max) {
   return total;
 }
 
-// Requests `lines` cache lines from `from` into L2, `per_step` at a time (Step()).
+// Requests `left` cache lines from `line` on into L2, `per_step` of them each Step().
 struct Ahead {
   const char* line;
   int64_t left, per_step;
