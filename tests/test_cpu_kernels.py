@@ -206,11 +206,14 @@ def _attention_case(b, h, length, d, seed, cross, queries=1):
 @pytest.mark.parametrize("b,h,length,d,cross,queries", [
     (1, 4, 40, 32, False, 1), (3, 2, 19, 20, True, 1), (32, 8, 64, 64, False, 1),
     (5, 3, 33, 64, True, 1), (2, 1, 1, 16, False, 1), (3, 2, 24, 32, True, 24),
-    (2, 4, 17, 16, False, 9)])
+    (2, 4, 17, 16, False, 9), (3, 2, 21, 32, False, 1), (2, 3, 19, 16, False, 1),
+    (2, 2, 70, 128, False, 1)])
 def test_attention_kernel_matches_the_layer(b, h, length, d, cross, queries):
   # layers.MultiHeadAttention.attend through the kernel: decode steps (the masked tail of the
   # self-attention cache is skipped; 32 x 8 rows run on the pool; d need not be a multiple of
-  # 16), an encoder's padded prompts and causal positions.
+  # 16), an encoder's padded prompts and causal positions. Head sizes of 16, 32, 64 and 128
+  # score sixteen keys at a time: 12 of 21 keys (a block reads past the last unmasked key),
+  # 17 of 19 (the last key alone: the cache ends before the block would).
   q, k, v, mask, bias = _attention_case(b, h, length, d, b * length + d, cross, queries)
   weights = layers.attention_weights(q.astype(np.float64), k.astype(np.float64), mask, bias)
   want = np.einsum("bhqk,bkhd->bqhd", weights, v.astype(np.float64))
