@@ -31,7 +31,7 @@ struct Work {
   const float *q, *k, *v, *bias;
   float* out;
   int64_t heads, queries, length, dim, bias_rows, bias_heads, bias_queries, pairs, per_task;
-  bool prefetch;  // only for work shared among threads: alone, a thread's next task's keys
+  bool prefetch;  // the work is shared among threads: alone, a thread's next task's keys
                   // follow this one's in memory and the hardware streams them
   mgpt::Tasks tasks;
 };
@@ -306,7 +306,7 @@ ffi::Error Attention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<
       {1, s->pairs / (8 * pool.num_threads()),
        mgpt::kTaskWork / std::max<int64_t>(1, multiply_adds / s->pairs)});
   s->tasks.count = (s->pairs + s->per_task - 1) / s->per_task;
-  mgpt::RunShared(pool, s, multiply_adds, Task);
+  mgpt::RunShared(pool, s, s->prefetch, Task);
   return ffi::Error::Success();
 }
 

@@ -133,7 +133,7 @@ ffi::Error PanelMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
   s->k = xd[1];
   s->n = yd[1];
   s->tasks.count = pd[0];
-  mgpt::RunShared(pool, s, s->m * s->k * s->n, Task);
+  mgpt::RunShared(pool, s, s->m * s->k * s->n >= mgpt::kParallelWork, Task);
   return ffi::Error::Success();
 }
 

@@ -20,8 +20,8 @@
 
 namespace mgpt {
 
-// Multiply-adds below which one thread does it all. With helpers lingering (kLinger) sharing
-// pays from here: small's attention projections at batch 1 (512 x 384, under the 2^18 this
+// Multiply-adds below which one thread does a float32 product (panels, attention) alone. With
+// helpers lingering (kLinger) sharing pays from here: small's attention projections at batch 1 (512 x 384, under the 2^18 this
 // was) went 65 -> 78 tokens/s shared, the quickstart's model 6,291 -> 6,699 (alternating runs).
 constexpr int64_t kParallelWork = 1 << 14;
 // Multiply-adds below which a task is split finer than worth it: claiming one is two atomic
@@ -86,15 +86,15 @@ inline void Help() {
   b.lingering.fetch_sub(1);
 }
 
-// Runs task(*work, t, next) for t in [0, work->tasks.count), on the caller and, for products
-// of at least kParallelWork multiply-adds, on pool threads (those still lingering after the
+// Runs task(*work, t, next) for t in [0, work->tasks.count), on the caller and, where
+// `shared` (a product of at least kParallelWork multiply-adds, say), on pool threads (those still lingering after the
 // last product, and new ones for the rest). Each thread claims its next task before it runs
 // one, and `next` (count when there is none) says which, so that a task can fetch the next
 // one's data while it computes. The caller claims tasks too, so the product finishes even
 // when no helper comes; a late helper finds nothing to claim and touches only the counters,
 // which the shared pointers keep alive.
 template <typename Work>
-void RunShared(xla::ffi::ThreadPool pool, std::shared_ptr<Work> work, int64_t multiply_adds,
+void RunShared(xla::ffi::ThreadPool pool, std::shared_ptr<Work> work, bool shared,
                void (*task)(const Work&, int64_t, int64_t)) {
   auto drain = std::make_shared<std::function<void()>>([work, task] {
     Tasks& tasks = work->tasks;
@@ -104,8 +104,8 @@ void RunShared(xla::ffi::ThreadPool pool, std::shared_ptr<Work> work, int64_t mu
       tasks.done.fetch_add(1, std::memory_order_release);
     }
   });
-  const int64_t helpers = multiply_adds < kParallelWork
-                              ? 0 : std::min<int64_t>(pool.num_threads(), work->tasks.count) - 1;
+  const int64_t helpers =
+      shared ? std::min<int64_t>(pool.num_threads(), work->tasks.count) - 1 : 0;
   Board& b = board();
   if (helpers > 0) {
     {
