@@ -261,8 +261,9 @@ void Pair(const Work& s, int64_t pair, int64_t next) {
   }
 }
 
-// Task t is pairs [t * per_task, (t + 1) * per_task): claiming a task costs two atomic
-// operations on lines the threads share, as long as a decode step's whole (row, head).
+// Task t is pairs [t * per_task, (t + 1) * per_task): claiming a task is two atomic operations
+// on cache lines the threads share, which took as long as one of the quickstart's (row, head)
+// pairs of a decode step.
 void Task(const Work& s, int64_t t, int64_t next) {
   const int64_t first = t * s.per_task, last = std::min(first + s.per_task, s.pairs);
   for (int64_t pair = first; pair < last; ++pair)
@@ -303,7 +304,7 @@ ffi::Error Attention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<
   s->prefetch = multiply_adds >= mgpt::kParallelWork;
   // About eight tasks a thread, each of at least kTaskWork multiply-adds.
   s->per_task = std::max<int64_t>(
-      {1, s->pairs / (8 * pool.num_threads()),
+      {1, s->pairs / (8 * std::max<int64_t>(1, pool.num_threads())),
        mgpt::kTaskWork / std::max<int64_t>(1, multiply_adds / s->pairs)});
   s->tasks.count = (s->pairs + s->per_task - 1) / s->per_task;
   mgpt::RunShared(pool, s, s->prefetch, Task);
