@@ -233,8 +233,10 @@ def test_float32_panels_survive_export_and_load(system, tmp_path, monkeypatch):
                                            max_decode_length=MAX_DECODE))
   mlp = panels.lm_params["decoder"]["layers_0"]["mlp"]["wo"]["kernel"]
   assert kernel_layers.is_panels(mlp) and mlp["panels"].shape[2] == cpu_kernels.PANEL
-  assert cpu_kernels.PANELS in panels.exported["generate_greedy"].mlir_module()
-  assert cpu_kernels.PANELS not in model.exported["generate_greedy"].mlir_module()
+  for target in (cpu_kernels.PANELS, cpu_kernels.GREEDY_CHOICE):  # a greedy step's choice too
+    assert target in panels.exported["generate_greedy"].mlir_module()
+    assert target not in model.exported["generate_greedy"].mlir_module()
+  assert cpu_kernels.GREEDY_CHOICE not in panels.exported["generate_sample"].mlir_module()
   # The same weights as the plain float32 bundle, summed in another order.
   prompts = [f"Generate motion: {t}" for t in TEXTS[:4]]
   ours, theirs = panels.generate(prompts, MAX_DECODE), model.generate(prompts, MAX_DECODE)

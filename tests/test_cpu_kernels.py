@@ -1,5 +1,5 @@
-"""The CPU kernels (inference/cpu_kernels.py: int8, panel and attention), the int8 and panel
-layouts and the layers that use them (inference/kernel_layers.py)."""
+"""The CPU kernels (inference/cpu_kernels.py: int8, panel, attention and greedy choice), the
+int8 and panel layouts and the layers that use them (inference/kernel_layers.py)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -239,3 +239,44 @@ def test_attention_kernel_under_a_symbolic_batch_export():
     want = jax.jit(kernel_layers.attention)(q, k, v, mask, bias)
     np.testing.assert_allclose(np.asarray(heads_major(got)), np.asarray(want), rtol=1e-6,
                                atol=1e-6)
+
+
+def _logits_case(n, v, seed):
+  rng = np.random.default_rng(seed)
+  logits = (rng.standard_normal((n, v)) * 3).astype(np.float32)
+  logits[:, v - v // 8:] = layers.NEG_INF  # past a vocab_limit
+  for r in range(n):  # ties: the first of them is the argmax, whichever lane holds it
+    ties = rng.choice(v - v // 8, size=min(3, v - v // 8), replace=False)
+    logits[r, ties] = logits[r].max() + (r % 2)
+  if n > 2:
+    logits[1] = layers.NEG_INF  # a row with nothing allowed
+    logits[2, -1] = logits[2].max() + 1  # the max alone in the last, partial block
+  return logits
+
+
+@needs_kernel
+@pytest.mark.parametrize("n,v", [(1, 1), (1, 15), (3, 17), (5, 48), (32, 1152), (33, 2049)])
+def test_greedy_choice_kernel_matches_argmax_and_logsumexp(n, v):
+  # 33 x 2049 is shared among the pool's threads in tasks of 7 rows.
+  logits = _logits_case(n, v, n * v)
+  token, lse = jax.jit(cpu_kernels.greedy_choice)(logits)
+  assert token.dtype == jnp.int32 and lse.dtype == jnp.float32
+  np.testing.assert_array_equal(np.asarray(token), np.argmax(logits, axis=-1))
+  wide = logits.astype(np.float64)
+  top = wide.max(-1)
+  want = top + np.log(np.exp(wide - top[:, None]).sum(-1))
+  np.testing.assert_allclose(np.asarray(lse), want, rtol=1e-6, atol=1e-5)
+
+
+@needs_kernel
+def test_greedy_choice_kernel_under_a_symbolic_batch_export():
+  (b,) = jax.export.symbolic_shape("b")
+  exported = jax.export.export(
+      jax.jit(cpu_kernels.greedy_choice), platforms=["cpu"],
+      disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(cpu_kernels.GREEDY_CHOICE)])(
+          jax.ShapeDtypeStruct((b, 40), jnp.float32))
+  restored = jax.export.deserialize(exported.serialize())
+  for batch in (1, 4):
+    logits = _logits_case(batch, 40, batch)
+    token, _ = restored.call(logits)
+    np.testing.assert_array_equal(np.asarray(token), np.argmax(logits, axis=-1))

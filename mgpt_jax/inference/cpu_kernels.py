@@ -4,6 +4,7 @@
     y = cpu_kernels.int8_matmul(x, w, scale)  # x (..., K), w (N, K) int8, scale (N,)
     y = cpu_kernels.panel_matmul(x, panels, n)  # x (..., K), panels = to_panels(w (K, N))
     out = cpu_kernels.attention(q, k, v, bias)  # heads-major q, k, v; the mask in the bias
+    token, lse = cpu_kernels.greedy_choice(logits)  # (N, V) -> first argmax, logsumexp
 
 int8_matmul: XLA:CPU turns an int8 matrix into float32 before every dot, reading and writing
 five times the bytes the int8 holds; the kernel converts each weight in registers instead, so
@@ -16,8 +17,10 @@ products, each on one thread, and four softmax fusions, all over the whole cache
 YNNPACK fusions at 8 GFLOP/s); the kernel computes each (row, head, query) in one pass, shares
 them among the pool's threads, and stops at the query's last unmasked key (the self-attention
 cache past the current step, a prompt's padding are never read).
+greedy_choice: XLA:CPU's reductions over a step's logits ran at about 3 ns a logit (a tenth of
+the quickstart's model's step at batch 32); the kernel reads each row twice, 16 logits at a time.
 
-Both are compiled for this machine's CPU (-march=native) with the C++ compiler of $CXX (default
+All are compiled for this machine's CPU (-march=native) with the C++ compiler of $CXX (default
 g++) against jaxlib's FFI headers, into $MGPT_JAX_CACHE (default ~/.cache/mgpt_jax)/kernels/
 <hash of sources, flags, compiler, CPU>.
 """
@@ -38,12 +41,12 @@ import numpy as np
 
 # FFI target -> the handler symbol its source exports.
 TARGETS = {"mgpt_int8_matmul": "MgptInt8Matmul", "mgpt_panel_matmul": "MgptPanelMatmul",
-           "mgpt_attention": "MgptAttention"}
-INT8, PANELS, ATTENTION = TARGETS
+           "mgpt_attention": "MgptAttention", "mgpt_greedy_choice": "MgptGreedyChoice"}
+INT8, PANELS, ATTENTION, GREEDY_CHOICE = TARGETS
 KERNELS = os.path.join(os.path.dirname(__file__), "kernels")
-SOURCES = tuple(os.path.join(KERNELS, name)
-                for name in ("int8_matmul.cc", "panel_matmul.cc", "attention.cc"))
-HEADERS = (os.path.join(KERNELS, "shared_tasks.h"),)
+SOURCES = tuple(os.path.join(KERNELS, name) for name in (
+    "int8_matmul.cc", "panel_matmul.cc", "attention.cc", "greedy_choice.cc"))
+HEADERS = tuple(os.path.join(KERNELS, name) for name in ("shared_tasks.h", "vector_exp.h"))
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-shared", "-std=c++17", "-w")
 PANEL = 48  # columns per panel (kernels/panel_matmul.cc)
 _registered = False
@@ -151,3 +154,12 @@ def attention(q, k, v, bias):
   f32 = lambda x: x.astype(jnp.float32)
   call = jax.ffi.ffi_call(ATTENTION, jax.ShapeDtypeStruct(q.shape, jnp.float32))
   return call(f32(q), f32(k), f32(v), f32(bias))
+
+
+def greedy_choice(logits):
+  """(first argmax (N,) int32, logsumexp (N,) float32) over the last axis of logits (N, V), as
+  lm/sampling.py's argmax_and_logsumexp; N may be symbolic (jax.export)."""
+  n = logits.shape[0]
+  call = jax.ffi.ffi_call(GREEDY_CHOICE, (jax.ShapeDtypeStruct((n,), jnp.int32),
+                                          jax.ShapeDtypeStruct((n,), jnp.float32)))
+  return call(logits.astype(jnp.float32))

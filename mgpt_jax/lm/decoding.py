@@ -141,7 +141,8 @@ class LogitsProcessor:
 
 def sample_loop(logits_fn: LogitsFn, cache, *, batch_size: int, max_len: int,
                 process: Callable, eos_id: int = 1, rng=None, temperature=0.0,
-                top_k=0, top_p=1.0, stop=None, forced=None) -> DecodeResult:
+                top_k=0, top_p=1.0, stop=None, forced=None,
+                greedy_choice: Callable = argmax_and_logsumexp) -> DecodeResult:
   """Greedy (temperature 0) or sampled decoding; jittable, one while loop over the steps.
 
   rng: a key, or (batch,) keys (see row_keys). stop: a traced step count <= max_len after which
@@ -156,7 +157,7 @@ def sample_loop(logits_fn: LogitsFn, cache, *, batch_size: int, max_len: int,
     logits, cache = logits_fn(prev[:, None], i, cache)
     logits = process(logits, prev, i)
     if greedy:
-      token, lse = argmax_and_logsumexp(logits)
+      token, lse = greedy_choice(logits)
     else:
       token = sample_token(logits, fold_step(rng, i), temperature, top_k, top_p)
       lse = jax.nn.logsumexp(logits, axis=-1)
@@ -304,6 +305,9 @@ class DecodeOptions:
   vocab_limit: int | None = None
   constraint: MotionSpanConstraint | None = None
   ignore_eos: bool = False  # never stop at EOS (fixed-length runs, benchmarks)
+  # (first argmax, logsumexp) of a greedy step's masked logits (N, V); CPU bundles pass their
+  # kernel's (inference/cpu_kernels.py).
+  greedy_choice: Callable = argmax_and_logsumexp
 
   def __post_init__(self):
     span, limit = self.constraint, self.vocab_limit
@@ -374,7 +378,8 @@ def _decode(module, options: DecodeOptions, params, encoder_input_tokens, rng,
   return sample_loop(logits_fn, cache, batch_size=batch, max_len=max_len, process=process,
                      eos_id=o.eos_id, rng=rng, temperature=temperature,
                      top_k=dynamic.get("top_k", o.top_k), top_p=dynamic.get("top_p", o.top_p),
-                     stop=dynamic.get("stop"), forced=dynamic.get("forced"))
+                     stop=dynamic.get("stop"), forced=dynamic.get("forced"),
+                     greedy_choice=o.greedy_choice)
 
 
 _decode_jit = jax.jit(_decode, static_argnames=("module", "options"))

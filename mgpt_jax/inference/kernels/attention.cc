@@ -18,6 +18,7 @@
 #endif
 
 #include "shared_tasks.h"
+#include "vector_exp.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -49,34 +50,18 @@ float Dot(const float* __restrict a, const float* __restrict b, int64_t n) {
   return sum;
 }
 
-// s[i] = exp(s[i] - max) in place; returns their sum. Differences below -87 give 0 (exp(-87)
-// is near float32's smallest normal; such weights add nothing a sum of at least 1 can hold).
+// s[i] = exp(s[i] - max) in place; returns their sum. Differences below -87 give 0
+// (vector_exp.h).
 float ExpSum(float* s, int64_t n, float max) {
   int64_t i = 0;
   float total = 0.f;
 #ifdef __AVX512F__
-  // exp(x) = 2^j * p(r), j = round(x / ln 2), r = x - j ln 2 (in two parts), p of degree 6.
-  const __m512 log2e = _mm512_set1_ps(1.44269504f), ln2_hi = _mm512_set1_ps(0.693359375f),
-               ln2_lo = _mm512_set1_ps(-2.12194440e-4f), floor = _mm512_set1_ps(-87.f);
   const __m512 top = _mm512_set1_ps(max);
   __m512 acc = _mm512_setzero_ps();
   for (; i < n; i += 16) {  // the last block masked to the n - i left
     const __mmask16 tail = n - i >= 16 ? 0xffff : (1u << (n - i)) - 1;
-    const __m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + i), top);
-    const __mmask16 live = tail & _mm512_cmp_ps_mask(x, floor, _CMP_GE_OQ);
-    const __m512 xc = _mm512_max_ps(x, floor);
-    const __m512 j = _mm512_roundscale_ps(_mm512_mul_ps(xc, log2e),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(j, ln2_hi, xc);
-    r = _mm512_fnmadd_ps(j, ln2_lo, r);
-    __m512 p = _mm512_set1_ps(1.f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-    const __m512 e = _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, j));
+    const __m512 e =
+        mgpt::ExpAbove87(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + i), top), tail);
     _mm512_mask_storeu_ps(s + i, tail, e);
     acc = _mm512_add_ps(acc, e);
   }
