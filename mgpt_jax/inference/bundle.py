@@ -114,9 +114,9 @@ def generation_functions(module: Transformer, max_decode_length: int, vocab_limi
   past `vocab_limit` (rows padding the embedding table) are never chosen. kernels: the
   parameters hold panel or quantized nodes for the CPU kernels (kernel_layers.py).
   """
-  options = decoding.DecodeOptions(
-      max_decode_length, vocab_limit=vocab_limit,
-      **({"greedy_choice": cpu_kernels.greedy_choice} if kernels else {}))
+  options = decoding.DecodeOptions(max_decode_length, vocab_limit=vocab_limit)
+  if kernels:
+    options = dataclasses.replace(options, greedy_choice=cpu_kernels.greedy_choice)
   dtype = module.config.dtype
 
   def answer(options, params, tokens, *args, **kwargs):

@@ -1,8 +1,8 @@
 // Greedy choice for the bundle's decode loop on CPU, an XLA FFI call:
 //   token (N,) = the first argmax of each row of logits (N, V), lse (N,) = its logsumexp,
 // what lm/sampling.py's argmax_and_logsumexp returns. XLA:CPU computed them in three
-// reductions and a gather at about 3 ns a logit: 113 us a step for the quickstart's
-// model at batch 32 (32 x 1152), a tenth of the step. Here a row is read twice: once for its
+// reductions and a gather at about 3 ns a logit: 87-113 us a step for the quickstart's
+// model at batch 32 (32 x 1152), about a tenth of the step. Here a row is read twice: once for its
 // max and first argmax, once for the sum of exp.
 #include <algorithm>
 #include <cmath>
