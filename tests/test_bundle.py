@@ -199,6 +199,41 @@ def test_bfloat16_and_int8_bundles(system, reduced):
     assert features.shape == (4 * len(codes), 263) and np.isfinite(features).all()
 
 
+def test_measure_quantization_compares_each_dtype_with_float32(system, reduced, tmp_path):
+  """tools/measure_quantization.py: the test split's prompts of both tasks, and each dtype's
+  agreement and logit error against float32's own answers."""
+  sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
+  import measure_quantization as mq  # pylint: disable=g-import-not-at-top
+  from mgpt_jax.data.formats import MotionDataset  # pylint: disable=g-import-not-at-top
+  from mgpt_jax.data.synthetic import write_dataset  # pylint: disable=g-import-not-at-top
+  data_dir = str(tmp_path / "data")
+  write_dataset(data_dir, 12, seed=0, progress=False, workers=1)
+  test_ids = MotionDataset(data_dir).split_ids("test")
+  os.makedirs(os.path.join(data_dir, "TOKENS"))
+  np.save(os.path.join(data_dir, "TOKENS", test_ids[0] + ".npy"), np.array([[3, 1, 4, 1]]))
+  prompts, tasks = mq.split_prompts(data_dir, 2 * len(test_ids))
+  # Every test motion's caption, and motion-to-text only where TOKENS/ has its codes.
+  assert tasks == [mq.TASKS[0]] * len(test_ids) + [mq.TASKS[1]]
+  assert prompts[-1] == mg.M2T_PROMPT.format(motion_span.codes_to_string([3, 1, 4, 1]))
+  # The tiny bundle's 40 pieces spell the synthetic captions in more tokens than it takes.
+  prompts = ([mg.T2M_PROMPT.format(t) for t in TEXTS[:3]] + prompts[-1:]
+             + [mg.M2T_PROMPT.format(motion_span.codes_to_string([5, 9, 2, 6]))])
+  tasks = [mq.TASKS[0]] * 3 + [mq.TASKS[1]] * 2
+  rows, answers = mq.measure({"float32": system[3], **reduced}, prompts, tasks, MAX_DECODE)
+  assert [r["dtype"] for r in rows] == ["float32", "bfloat16", "int8"]
+  reference = rows[0]
+  assert reference["max_error"] == 0 and all(
+      reference[k] == 1 for k in ("same_tokens", "same_answers", "same_next") + mq.TASKS)
+  for r in rows[1:]:
+    assert 0 < r["mean_error"] <= r["max_error"] and 0 < r["relative_error"] < 0.1
+    assert all(0 <= r[k] <= 1 for k in ("same_tokens", "same_answers", "same_next") + mq.TASKS)
+    print(f"{r['dtype']}: same tokens {r['same_tokens']:.1%} (text-to-motion "
+          f"{r[mq.TASKS[0]]:.1%}, motion-to-text {r[mq.TASKS[1]]:.1%}), next token "
+          f"{r['same_next']:.1%}, mean logit error {r['mean_error']:.4f}")
+  margins = list(answers["margins"].values())
+  assert answers["tokens"] > 0 and margins == sorted(margins) and margins[0] >= 0
+
+
 def test_int8_without_the_kernel_dequantizes_per_call(system, reduced, tmp_path, monkeypatch,
                                                      capsys):
   from mgpt_jax import cli
