@@ -202,8 +202,11 @@ def test_bfloat16_and_int8_bundles(system, reduced):
 def test_measure_quantization_compares_each_dtype_with_float32(system, reduced, tmp_path):
   """tools/measure_quantization.py: the test split's prompts of both tasks, and each dtype's
   agreement and logit error against float32's own answers."""
-  sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
-  import measure_quantization as mq  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location("measure_quantization", os.path.join(
+      os.path.dirname(__file__), "..", "tools", "measure_quantization.py"))
+  mq = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mq)
   from mgpt_jax.data.formats import MotionDataset  # pylint: disable=g-import-not-at-top
   from mgpt_jax.data.synthetic import write_dataset  # pylint: disable=g-import-not-at-top
   data_dir = str(tmp_path / "data")

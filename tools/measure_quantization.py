@@ -80,7 +80,7 @@ def measure(systems: dict, prompts: list[str], tasks: list[str], max_length: int
   scale = float(base_logits[valid].std())
   vocab = reference.config["vocab_size"]  # rows past it pad the table and are never chosen
   rows = []
-  for dtype, system in systems.items():
+  for dtype, system in systems.items():  # float32's own row: do its answers and logits repeat?
     ours, n = system.generate_ids(tokens, max_length)
     same = (ours == ids) & valid
     logits = teacher_forced_logits(system, tokens, answers)
